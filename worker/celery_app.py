@@ -1,0 +1,119 @@
+"""The Celery app factory: broker, queues, schedule and the reasons for each setting."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_setup_logger
+from kombu import Queue
+
+from worker.runtime import Runtime, build_runtime
+from worker.settings import Settings
+
+POLL_QUEUE = "callbacks.poll"
+DISPATCH_QUEUE = "callbacks.dispatch"
+
+
+class CallbacksCelery(Celery):
+    """A Celery app that carries its settings and builds its runtime on first use."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("worker", **kwargs)
+        self.settings = settings
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        # Lazily, so a prefork child builds its own engine and HTTP pool after the fork.
+        if self._runtime is None:
+            with self._runtime_lock:
+                if self._runtime is None:
+                    self._runtime = build_runtime(self.settings)
+        return self._runtime
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
+    transport_options: dict[str, Any] = {}
+    if settings.effective_broker_url.startswith("filesystem"):
+        folder = (settings.data_dir / "broker").resolve()
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        transport_options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    else:
+        # Redis redelivers an unacked message after this long: far above the longest task,
+        # so a slow dial is never handed to a second worker while it still runs.
+        transport_options = {"visibility_timeout": 3600}
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_transport_options": transport_options,
+        # Keep retrying the broker at start-up instead of crashing a fresh deploy.
+        "broker_connection_retry_on_startup": True,
+        # Publishing retries briefly; the database, not the broker, is the source of truth.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 3,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+        },
+        # Nothing reads task results: the callback row holds the outcome.
+        "task_ignore_result": True,
+        # Ack after the task ran, and requeue if the worker process died: a redelivered
+        # message is harmless (the attempt compare-and-set dials at most once) and gets a
+        # never-started claim going again without waiting for the lease.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message per free slot: a slow dial must not sit on messages others could run.
+        "worker_prefetch_multiplier": 1,
+        # Time limits well above the dialer's own timeouts: they only catch real hangs.
+        "task_soft_time_limit": longest_dial + 30,
+        "task_time_limit": longest_dial + 60,
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.effective_concurrency,
+        # Polls have their own queue so a dispatch backlog never delays the next claim.
+        "task_default_queue": DISPATCH_QUEUE,
+        "task_routes": {"callbacks.poll": {"queue": POLL_QUEUE}},
+        # The bare `celery -A worker worker` consumes both.
+        "task_queues": [Queue(DISPATCH_QUEUE), Queue(POLL_QUEUE)],
+        # Beat keeps its schedule in memory: the schedule is fixed intervals, and several
+        # beats may run (claims are atomic), so no shared schedule file to fight over.
+        "beat_scheduler": "celery.beat:Scheduler",
+        "beat_schedule": {
+            "poll": {
+                "task": "callbacks.poll",
+                "schedule": settings.poll_interval,
+                # A poll that waited this long is stale; the next tick will do its work.
+                "options": {"expires": max(settings.poll_interval * 5, 5.0)},
+            },
+        },
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": True,
+    }
+
+
+def create_celery(settings: Settings) -> CallbacksCelery:
+    from worker import tasks
+
+    app = CallbacksCelery(settings)
+    app.config_from_object(celery_config(settings))
+    tasks.register(app)
+    _configure_logging(settings)
+    return app
+
+
+def _configure_logging(settings: Settings) -> None:
+    def level_ours(**_: Any) -> None:
+        # Celery's root level is WARNING unless -l is given; ours follows LOG_LEVEL.
+        logging.getLogger("worker").setLevel(settings.log_level.upper())
+
+    after_setup_logger.connect(level_ours, weak=False)

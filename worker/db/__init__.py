@@ -1,0 +1,1 @@
+"""Persistence: the ORM models, the engine, and the Alembic migrations."""

@@ -1,0 +1,119 @@
+"""ORM models: ``callbacks`` (one row per callback) and ``callback_events`` (its history)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.db.types import JsonDocument, UTCDateTime
+from worker.status import Status
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_SCHEDULED = text("status = 'scheduled'")
+_DISPATCHING = text("status = 'dispatching'")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+
+    # --- the public ScheduledCallback fields, same names, types and nullability ---
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128))
+    source_session_id: Mapped[str | None] = mapped_column(String(128))
+    created_session_id: Mapped[str | None] = mapped_column(String(256))
+    agent_id: Mapped[str | None] = mapped_column(String(128))
+    phone_number_id: Mapped[str | None] = mapped_column(String(128))
+    to_number: Mapped[str] = mapped_column(String(16))
+    from_number: Mapped[str | None] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[Status] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    pipeline_config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument)
+    failure_cause: Mapped[str | None] = mapped_column(Text)
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # --- internal bookkeeping, never served by the API ---
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the poller may next claim it: ``scheduled_at`` at first, later after a retry wait."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """While ``dispatching``: when the reaper may take the row back."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Attempts started (the number of the latest one)."""
+    attempt_in_flight: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True from the attempt-start compare-and-set until its outcome is recorded."""
+    dispatch_round: Mapped[int] = mapped_column(Integer, default=1)
+    """Bumped by a manual retry of a failed callback; part of the Idempotency-Key."""
+
+    __table_args__ = (
+        # The poll reads only due rows: cost follows what is due, not the table size.
+        Index("ix_callbacks_due", "due_at", postgresql_where=_SCHEDULED, sqlite_where=_SCHEDULED),
+        # The reaper reads only rows in flight.
+        Index(
+            "ix_callbacks_lease",
+            "lease_expires_at",
+            postgresql_where=_DISPATCHING,
+            sqlite_where=_DISPATCHING,
+        ),
+        # Per-organization listing, newest first, optionally by status or source session.
+        Index("ix_callbacks_org_created", "organization_id", "created_at", "id"),
+        Index("ix_callbacks_org_status_created", "organization_id", "status", "created_at", "id"),
+        Index(
+            "ix_callbacks_org_source_created",
+            "organization_id",
+            "source_session_id",
+            "created_at",
+            "id",
+        ),
+    )
+
+    @property
+    def idempotency_key(self) -> str:
+        """Same for every automatic re-attempt of one dispatch; new for a manual retry."""
+        return f"{self.id}.{self.dispatch_round}"
+
+
+class CallbackEvent(Base):
+    """Append-only history: every transition, who made it and why."""
+
+    __tablename__ = "callback_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDocument)

@@ -1,0 +1,1 @@
+"""Placing the outbound call: the port (:mod:`.port`) and its adapters."""

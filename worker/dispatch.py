@@ -1,0 +1,224 @@
+"""Dispatching one callback: start the attempt, dial, record the outcome.
+
+Each step is its own short transaction. Only the winner of the attempt-start
+compare-and-set dials (invariant 1); the outcome is recorded only against that same
+attempt, so a late or duplicate worker can never overwrite a newer state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.claims import claim_now
+from worker.clock import Clock
+from worker.db.models import Callback, CallbackEvent
+from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
+from worker.dialer.request import dial_request
+from worker.retry import RetryPolicy
+from worker.status import Status
+from worker.transitions import current_status, transition
+
+log = logging.getLogger(__name__)
+
+WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    claim_lease: timedelta = timedelta(minutes=5)
+    attempt_lease: timedelta = timedelta(minutes=2)
+    """How long an attempt may run before the reaper calls its outcome unknown."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    key_rejected_hold: timedelta = timedelta(minutes=2)
+    record_retries: int = 3
+    """How often to retry writing an outcome after a dial before leaving it to the reaper."""
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    sessions: sessionmaker[Session]
+    clock: Clock
+    dialer: Dialer
+    policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+
+
+class Result(StrEnum):
+    DISPATCHED = "dispatched"
+    FAILED = "failed"
+    RETRY = "retry"
+    HELD = "held"
+    SKIPPED = "skipped"
+    UNRECORDED = "unrecorded"
+
+
+def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORKER) -> Result:
+    """Dispatch ``callback_id`` if it is claimed (or, when ``manual``, still scheduled)."""
+    if manual:
+        with d.sessions.begin() as session:
+            claim_now(
+                session, callback_id, now=d.clock.now(), lease=d.policy.claim_lease, actor=actor
+            )
+    callback = start_attempt(d, callback_id, actor)
+    if callback is None:
+        return Result.SKIPPED
+    outcome = d.dialer.dial(dial_request(callback))
+    return record_outcome(d, callback, outcome, actor)
+
+
+def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | None:
+    """The compare-and-set that makes this worker the only one to dial this attempt.
+
+    Committed before the provider is called. It re-checks the row in the same write,
+    so a cancel (or anything else) that committed first wins.
+    """
+    now = d.clock.now()
+    with d.sessions.begin() as session:
+        callback = transition(
+            session,
+            callback_id,
+            expected=Status.DISPATCHING,
+            target=Status.DISPATCHING,
+            now=now,
+            actor=actor,
+            detail={"event": "attempt started"},
+            values={
+                "attempt_in_flight": True,
+                "attempts": Callback.attempts + 1,
+                "attempted_at": now,
+                "lease_expires_at": now + d.policy.attempt_lease,
+            },
+            guards=[Callback.attempt_in_flight.is_(False)],
+        )
+        if callback is None:
+            status = current_status(session, callback_id)
+            log.info(
+                "callback %s: not dialing, it is %s (not claimed, or its attempt is taken)",
+                callback_id,
+                status or "missing",
+            )
+            return None
+    log.info("callback %s: attempt %d started", callback_id, callback.attempts)
+    return callback
+
+
+def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:
+    """Write what the dial did. A write that fails is retried, then left to the reaper."""
+    for attempt in range(d.policy.record_retries):
+        try:
+            with d.sessions.begin() as session:
+                return _record(session, d, callback, outcome, actor)
+        except DBAPIError as exc:
+            # The commit may or may not have landed: the next try's guard tells us which.
+            log.warning(
+                "callback %s: could not record outcome %s (try %d): %s",
+                callback.id,
+                outcome.kind,
+                attempt + 1,
+                exc.orig or exc,
+            )
+            time.sleep(0.5 * (attempt + 1))
+    log.error(
+        "callback %s: outcome %s of attempt %d NOT recorded; the reaper will resolve it",
+        callback.id,
+        outcome.kind,
+        callback.attempts,
+    )
+    return Result.UNRECORDED
+
+
+def _record(
+    session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
+) -> Result:
+    now = d.clock.now()
+    n = callback.attempts
+    detail: dict[str, object] = {
+        "outcome": str(outcome.kind),
+        "http_status": outcome.http_status,
+        "provider_code": outcome.provider_code,
+        "cause": outcome.cause or None,
+    }
+    done = {"attempt_in_flight": False, "lease_expires_at": None}
+    this_attempt = [Callback.attempts == n, Callback.attempt_in_flight.is_(True)]
+
+    def move(target: Status, result: Result, **values: object) -> Result:
+        row = transition(
+            session,
+            callback.id,
+            expected=Status.DISPATCHING,
+            target=target,
+            now=now,
+            actor=actor,
+            detail=detail,
+            values={**done, **values},
+            guards=this_attempt,
+        )
+        if row is None:
+            # Someone (the reaper) already resolved this attempt; or a retry of a write
+            # whose first commit did land. Either way the row says what happened.
+            log.warning("callback %s: attempt %d already resolved elsewhere", callback.id, n)
+            return Result.SKIPPED
+        log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
+        return result
+
+    match outcome.kind:
+        case OutcomeKind.PLACED:
+            return move(
+                Status.DISPATCHED,
+                Result.DISPATCHED,
+                created_session_id=outcome.session_id,
+                dispatched_at=now,
+                failure_cause=None,
+            )
+        case OutcomeKind.TRANSIENT if d.policy.retry.should_retry(n):
+            wait = d.policy.retry.delay(n, outcome.retry_after)
+            detail["retry_in_seconds"] = round(wait, 3)
+            return move(Status.SCHEDULED, Result.RETRY, due_at=now + timedelta(seconds=wait))
+        case OutcomeKind.TRANSIENT:
+            cause = _exhausted_cause(session, callback.id, n, outcome)
+            return move(Status.FAILED, Result.FAILED, failure_cause=cause)
+        case OutcomeKind.KEY_REJECTED:
+            # Our key, not this callback: hold it without spending one of its attempts.
+            log.error(
+                "callback %s: PROVIDER REJECTED OUR API KEY (%s); holding, retry in %ss",
+                callback.id,
+                outcome.cause,
+                d.policy.key_rejected_hold.total_seconds(),
+            )
+            return move(
+                Status.SCHEDULED,
+                Result.HELD,
+                due_at=now + d.policy.key_rejected_hold,
+                attempts=n - 1,
+            )
+        case OutcomeKind.PERMANENT:
+            return move(
+                Status.FAILED,
+                Result.FAILED,
+                failure_cause=f"provider refused the call: {outcome.cause} (attempt {n})",
+            )
+        case OutcomeKind.UNKNOWN:
+            return move(
+                Status.FAILED, Result.FAILED, failure_cause=f"outcome unknown: {outcome.cause}"
+            )
+
+
+def _exhausted_cause(session: Session, callback_id: str, n: int, last: DialOutcome) -> str:
+    earlier = session.scalars(
+        select(CallbackEvent.detail)
+        .where(
+            CallbackEvent.callback_id == callback_id, CallbackEvent.to_status == Status.SCHEDULED
+        )
+        .order_by(CallbackEvent.id)
+    ).all()
+    causes = [str(e["cause"]) for e in earlier if e.get("outcome") == OutcomeKind.TRANSIENT]
+    causes = [*causes, last.cause][-n:]
+    listed = "; ".join(f"#{i}: {c}" for i, c in enumerate(causes, start=1))
+    return f"gave up after {n} attempts ({listed})"

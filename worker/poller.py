@@ -1,0 +1,81 @@
+"""One poll tick: claim due callbacks batch by batch and hand each to a dispatch task.
+
+Publishing happens only after the claim has committed, so a message never names a row
+that is not yet claimed. If publishing fails, the batch's claims are released (or, if
+even that fails, their lease runs out and the reaper takes them back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.claims import POLLER, claim_due
+from worker.clock import Clock
+from worker.db.models import Callback
+from worker.dispatch import DispatchPolicy
+from worker.status import Status
+from worker.transitions import bulk_transition
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class PollLimits:
+    batch_size: int = 100
+    max_per_tick: int = 2_000
+
+
+def poll(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    publish: Publish,
+    *,
+    limits: PollLimits,
+    policy: DispatchPolicy,
+) -> int:
+    """Claim and publish until nothing is due or the tick's cap is reached; return the count."""
+    total = 0
+    while total < limits.max_per_tick:
+        batch = min(limits.batch_size, limits.max_per_tick - total)
+        with sessions.begin() as session:
+            ids = claim_due(session, now=clock.now(), batch_size=batch, lease=policy.claim_lease)
+        if not ids:
+            break
+        try:
+            publish(ids)
+        except Exception:
+            log.exception("could not publish %d claimed callbacks; releasing them", len(ids))
+            release(sessions, clock, ids, why="broker unreachable: dispatch message not sent")
+            raise
+        total += len(ids)
+        log.info(
+            "claimed %d due callbacks: %s",
+            len(ids),
+            ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
+        )
+        if len(ids) < batch:
+            break
+    return total
+
+
+def release(
+    sessions: sessionmaker[Session], clock: Clock, ids: Sequence[str], *, why: str
+) -> list[str]:
+    """Give claims back (``dispatching`` → ``scheduled``) if no attempt has started on them."""
+    with sessions.begin() as session:
+        return bulk_transition(
+            session,
+            expected=Status.DISPATCHING,
+            target=Status.SCHEDULED,
+            now=clock.now(),
+            actor=POLLER,
+            guards=[Callback.id.in_(ids), Callback.attempt_in_flight.is_(False)],
+            detail={"why": why},
+            values={"lease_expires_at": None},
+        )

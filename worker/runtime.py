@@ -1,0 +1,71 @@
+"""The composition root for a worker or beat process: settings in, parts out.
+
+Built once per process, lazily (after a prefork child has forked, never at import).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.clock import Clock, SystemClock
+from worker.db.engine import make_engine, make_sessions
+from worker.dialer.log import LogDialer
+from worker.dialer.port import Dialer
+from worker.dialer.speko import SpekoDialer
+from worker.dispatch import Dispatcher, DispatchPolicy
+from worker.poller import PollLimits
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    dispatcher: Dispatcher
+    limits: PollLimits
+
+    def close(self) -> None:
+        self.dispatcher.dialer.close()
+        self.engine.dispose()
+
+
+def build_dialer(settings: Settings) -> Dialer:
+    if settings.speko_api_url is None:
+        log.warning("SPEKO_API_URL is not set: using the log-only dialer, no call is placed")
+        return LogDialer()
+    return SpekoDialer(
+        str(settings.speko_api_url),
+        settings.speko_api_key or "",
+        connect_timeout=settings.dialer_connect_timeout,
+        read_timeout=settings.dialer_read_timeout,
+        pool_size=settings.dialer_pool_size,
+    )
+
+
+def dispatch_policy(settings: Settings) -> DispatchPolicy:
+    longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
+    return DispatchPolicy(
+        claim_lease=timedelta(seconds=settings.claim_lease),
+        # Well past the longest dial, so a live attempt is never taken for a dead one.
+        attempt_lease=timedelta(seconds=longest_dial * 4 + 60),
+    )
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    engine = make_engine(
+        settings.effective_database_url, pool_size=settings.effective_concurrency + 2
+    )
+    sessions = make_sessions(engine)
+    clock = clock or SystemClock()
+    dispatcher = Dispatcher(sessions, clock, build_dialer(settings), dispatch_policy(settings))
+    limits = PollLimits(settings.poll_batch_size, settings.poll_max_per_tick)
+    return Runtime(settings, engine, sessions, clock, dispatcher, limits)

@@ -1,0 +1,53 @@
+"""Creating callbacks: the one service function behind the CLI, the task and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from worker.db.models import Callback
+from worker.ids import new_callback_id
+from worker.status import Status
+from worker.transitions import record
+from worker.validation import NewCallback
+
+
+def schedule(
+    session: Session, new: Sequence[NewCallback], *, now: datetime, actor: str
+) -> list[Callback]:
+    """Insert every callback (all or nothing: the caller's transaction) with its first event."""
+    rows = [
+        {
+            "id": new_callback_id(),
+            "organization_id": item.organization_id,
+            "source_session_id": item.source_session_id,
+            "agent_id": item.agent_id,
+            "phone_number_id": item.phone_number_id,
+            "to_number": item.to_number,
+            "from_number": item.from_number,
+            "scheduled_at": item.scheduled_at,
+            "due_at": item.scheduled_at,
+            "status": Status.SCHEDULED,
+            "reason": item.reason,
+            "instructions": item.instructions,
+            "summary": item.summary,
+            "pipeline_config": item.pipeline_config,
+            "metadata_": item.metadata,
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "attempt_in_flight": False,
+            "dispatch_round": 1,
+        }
+        for item in new
+    ]
+    if not rows:
+        return []
+    created = list(
+        session.scalars(insert(Callback).returning(Callback, sort_by_parameter_order=True), rows)
+    )
+    record(session, [c.id for c in created], None, Status.SCHEDULED, now, actor)
+    return created

@@ -1,0 +1,98 @@
+"""Configuration from the environment (pydantic-settings).
+
+Every variable has a default that selects the embedded mode (SQLite file, file-backed
+broker, log-only dialer), so ``callbacks run`` works on a machine with only Python.
+Invalid values stop start-up with the variable's name and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # contract names (DESIGN.md)
+    database_url: str = ""
+    broker_url: str = ""
+    speko_api_url: AnyHttpUrl | None = None
+    speko_api_key: str | None = Field(default=None, repr=False)
+
+    # where the embedded default keeps its SQLite file and broker folders
+    data_dir: Path = Path(".callbacks")
+
+    poll_interval: PositiveSeconds = 1.0
+    poll_batch_size: int = Field(default=100, ge=1, le=10_000)
+    poll_max_per_tick: int = Field(default=2_000, ge=1)
+    claim_lease: PositiveSeconds = 300.0
+    """How long a claimed, not yet started callback may wait for a worker."""
+
+    dialer_connect_timeout: PositiveSeconds = 3.0
+    dialer_read_timeout: PositiveSeconds = 15.0
+    dialer_pool_size: int = Field(default=64, ge=1)
+
+    worker_pool: str = "threads"
+    worker_concurrency: int = Field(default=0, ge=0)
+    """0 = 32 threads against PostgreSQL, 4 on the embedded SQLite file."""
+
+    log_level: str = "INFO"
+
+    @field_validator("worker_pool")
+    @classmethod
+    def _known_pool(cls, value: str) -> str:
+        if value not in {"threads", "prefork", "solo", "gevent", "eventlet"}:
+            raise ValueError("must be one of threads, prefork, solo, gevent, eventlet")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql+psycopg://", "sqlite://", "sqlite+")):
+            raise ValueError("must be a postgresql+psycopg://... or sqlite:///... SQLAlchemy URL")
+        return value
+
+    @model_validator(mode="after")
+    def _key_with_url(self) -> Settings:
+        if self.speko_api_url is not None and not self.speko_api_key:
+            raise ValueError("SPEKO_API_KEY must be set when SPEKO_API_URL is set")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'callbacks.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_concurrency(self) -> int:
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        return 4 if self.embedded else 32
+
+
+class ConfigurationError(SystemExit):
+    """Raised at start-up; its message names each wrong variable and why."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigurationError("invalid configuration:\n" + "\n".join(lines)) from None

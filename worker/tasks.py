@@ -1,0 +1,56 @@
+"""Celery tasks: thin adapters from a message to one domain function."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from worker.dispatch import dispatch
+from worker.poller import poll
+from worker.scheduling import schedule
+from worker.validation import InvalidCallback, parse_new_callbacks
+
+if TYPE_CHECKING:
+    from worker.celery_app import CallbacksCelery
+
+log = logging.getLogger(__name__)
+
+
+def register(app: CallbacksCelery) -> None:
+    @app.task(name="callbacks.dispatch_claimed")
+    def dispatch_claimed(callback_id: str) -> str:
+        """Internal: the poller's message for a callback it has claimed."""
+        return dispatch(app.runtime.dispatcher, callback_id, manual=False).value
+
+    def publish(ids: Sequence[str]) -> None:
+        # One producer (one broker connection) for the whole batch.
+        with app.producer_or_acquire() as producer:
+            for callback_id in ids:
+                dispatch_claimed.apply_async((callback_id,), producer=producer)
+
+    @app.task(name="callbacks.poll")
+    def poll_due() -> int:
+        rt = app.runtime
+        return poll(rt.sessions, rt.clock, publish, limits=rt.limits, policy=rt.dispatcher.policy)
+
+    @app.task(name="callbacks.dispatch")
+    def dispatch_now(callback_id: str) -> str:
+        """Contract: dispatch now if scheduled (any scheduled_at) or already claimed."""
+        return dispatch(app.runtime.dispatcher, callback_id, manual=True, actor="manual").value
+
+    @app.task(name="callbacks.schedule")
+    def schedule_callbacks(callbacks: dict[str, Any] | list[dict[str, Any]]) -> list[str]:
+        """For the analysis pipeline: one callback (object) or several (list), all or nothing."""
+        items = callbacks if isinstance(callbacks, list) else [callbacks]
+        rt = app.runtime
+        try:
+            new = parse_new_callbacks((f"callback {i}", raw) for i, raw in enumerate(items))
+        except InvalidCallback as exc:
+            # Bad input will not get better on retry: say why and drop it.
+            log.error("callbacks.schedule refused: %s", exc)
+            raise
+        with rt.sessions.begin() as session:
+            created = schedule(session, new, now=rt.clock.now(), actor="pipeline")
+        log.info("scheduled %d callbacks: %s", len(created), ", ".join(c.id for c in created))
+        return [c.id for c in created]
