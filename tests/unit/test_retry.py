@@ -34,5 +34,5 @@ def test_should_retry_until_max_attempts() -> None:
     [{"max_attempts": 0}, {"jitter": 1.0}, {"base_delay": 0}, {"base_delay": 10, "max_delay": 5}],
 )
 def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must be|need"):
+    with pytest.raises(ValueError, match=r"must be|need"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]

@@ -74,6 +74,8 @@ class Callback(Base):
     """True from the attempt-start compare-and-set until its outcome is recorded."""
     dispatch_round: Mapped[int] = mapped_column(Integer, default=1)
     """Bumped by a manual retry of a failed callback; part of the Idempotency-Key."""
+    max_lateness_seconds: Mapped[int | None] = mapped_column(Integer)
+    """Per-callback override of how late it may still be placed before it expires."""
 
     __table_args__ = (
         # The poll reads only due rows: cost follows what is due, not the table size.
@@ -117,3 +119,16 @@ class CallbackEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+
+
+class ApiKey(Base):
+    """An admin API key: belongs to one organization; only a hash of the token is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 hex of the token (tokens are 256 random bits, so no slow hash is needed)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

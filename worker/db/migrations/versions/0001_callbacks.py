@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("attempt_in_flight", sa.Boolean(), nullable=False),
         sa.Column("dispatch_round", sa.Integer(), nullable=False),
+        sa.Column("max_lateness_seconds", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_callbacks")),
     )
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
@@ -115,8 +116,24 @@ def upgrade() -> None:
             batch_op.f("ix_callback_events_callback_id"), ["callback_id"], unique=False
         )
 
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("organization_id", sa.String(length=128), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_keys_token_hash")),
+    )
+    op.create_index(
+        op.f("ix_api_keys_organization_id"), "api_keys", ["organization_id"], unique=False
+    )
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_api_keys_organization_id"), table_name="api_keys")
+    op.drop_table("api_keys")
     with op.batch_alter_table("callback_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_callback_events_callback_id"))
 
