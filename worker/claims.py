@@ -1,6 +1,8 @@
 """Claiming due callbacks: ``scheduled`` → ``dispatching``, atomically, safe in parallel.
 
-On PostgreSQL one statement picks the due rows (``FOR UPDATE SKIP LOCKED``, so parallel
+On PostgreSQL one statement
+(``WITH due AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... FROM due``)
+picks the due rows (``FOR UPDATE SKIP LOCKED``, so parallel
 pollers take disjoint rows without waiting on each other) and updates them. SQLite has
 one writer at a time, so the same statement is atomic there without the lock clause.
 """
@@ -29,7 +31,12 @@ def claim_due(
         .order_by(Callback.due_at)
         .limit(batch_size)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain
+        # FROM-subquery, PostgreSQL may rescan it per row, SKIP LOCKED then skips the rows
+        # this statement already took, and LIMIT stops limiting (test_claims caught a
+        # batch of 2 claiming 5).
+        .cte("due")
+        .prefix_with("MATERIALIZED")
     )
     return bulk_transition(
         session,
@@ -37,7 +44,7 @@ def claim_due(
         target=Status.DISPATCHING,
         now=now,
         actor=actor,
-        guards=[Callback.id.in_(due)],
+        guards=[Callback.id == due.c.id],
         detail={"via": "poll"},
         values={"lease_expires_at": now + lease, "attempt_in_flight": False},
     )

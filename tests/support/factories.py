@@ -57,5 +57,5 @@ def make_callback(
             .execution_options(synchronize_session=False)
         )
     session.flush()
-    session.expire(cb)
+    session.refresh(cb)
     return cb
