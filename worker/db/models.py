@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -50,7 +51,15 @@ class Callback(Base):
     to_number: Mapped[str] = mapped_column(String(16))
     from_number: Mapped[str | None] = mapped_column(String(16))
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[Status] = mapped_column(String(16))
+    status: Mapped[Status] = mapped_column(
+        Enum(
+            Status,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda statuses: [s.value for s in statuses],
+        )
+    )
     reason: Mapped[str | None] = mapped_column(Text)
     instructions: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[str | None] = mapped_column(Text)

@@ -5,7 +5,10 @@ import pytest
 from worker.dialer.port import OutcomeKind
 from worker.dialer.speko import classify, parse_retry_after
 
-GOOD = b'{"sessionId":"sess_1","callControlId":"c","roomName":"r","status":"dialing","to":"+1","from":"+1"}'
+GOOD = (
+    b'{"sessionId":"sess_1","callControlId":"c","roomName":"r",'
+    b'"status":"dialing","to":"+1","from":"+1"}'
+)
 
 
 def test_200_with_session_id_is_placed() -> None:
