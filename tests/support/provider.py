@@ -50,6 +50,7 @@ class Provider:
         self.calls: dict[str, str] = {}
         """Idempotency-Key -> sessionId of every call actually placed."""
         self.duplicates = 0
+        self.connections = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True

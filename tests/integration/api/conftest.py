@@ -1,0 +1,122 @@
+"""The API against the test session's PostgreSQL and a real Redis broker.
+
+The app gets the test's session factory (so tables are cleaned per test) and a real
+Celery app on Redis; dispatch messages are read back from the Redis queue itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.factories import T0
+from worker.api.app import create_app
+from worker.apikeys import create_key, revoke_key
+from worker.celery_app import DISPATCH_QUEUE, CallbacksCelery, create_celery
+from worker.settings import Settings
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+"""Frozen 'now' of the API tests: before the factories' default scheduled_at (T0)."""
+assert NOW < T0
+
+
+class FixedClock:
+    """The API's injected clock, frozen at ``NOW`` (tests move ``at`` when they need to)."""
+
+    def __init__(self, at: datetime = NOW) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass(frozen=True)
+class Keys:
+    a: str
+    """A token for org_a."""
+    a_id: str
+    b: str
+    """A token for org_b."""
+    b_id: str
+    revoked: str
+    """A revoked token of org_a."""
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api_settings(pg_url: str, redis_url: str) -> Settings:
+    return Settings(database_url=pg_url, broker_url=redis_url)
+
+
+@pytest.fixture
+def celery_app(api_settings: Settings) -> Iterator[CallbacksCelery]:
+    app = create_celery(api_settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def app(
+    api_settings: Settings,
+    pg_sessions: sessionmaker[Session],
+    celery_app: CallbacksCelery,
+    clock: FixedClock,
+) -> FastAPI:
+    return create_app(api_settings, sessions=pg_sessions, celery=celery_app, clock=clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def keys(pg_sessions: sessionmaker[Session]) -> Keys:
+    with pg_sessions.begin() as s:
+        key_a, a = create_key(s, "org_a", now=NOW)
+        key_b, b = create_key(s, "org_b", now=NOW)
+        key_r, revoked = create_key(s, "org_a", now=NOW)
+        revoke_key(s, key_r.id, now=NOW)
+    return Keys(a=a, a_id=key_a.id, b=b, b_id=key_b.id, revoked=revoked)
+
+
+def queued_dispatches(redis_url: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting in the Redis dispatch queue."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.lrange(DISPATCH_QUEUE, 0, -1)
+    finally:
+        client.close()
+    out = []
+    for item in raw:
+        message = json.loads(item)
+        args = json.loads(_body(message))[0]
+        out.append((message["headers"]["task"], args))
+    return out
+
+
+def _body(message: dict[str, Any]) -> str:
+    import base64
+
+    body: str = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        return base64.b64decode(body).decode()
+    return body

@@ -1,0 +1,118 @@
+"""The Speko dialer against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.provider import Provider, Reply
+from worker.dialer.port import DialRequest, OutcomeKind
+from worker.dialer.speko import SpekoDialer
+
+REQUEST = DialRequest(
+    "cb_1",
+    "cb_1.1",
+    {"to": "+12015551234", "agentId": "agent_1", "metadata": {"callback_id": "cb_1"}},
+)
+
+
+def _dialer(url: str, read_timeout: float = 2.0) -> SpekoDialer:
+    return SpekoDialer(
+        url, "sk_test_key", connect_timeout=1.0, read_timeout=read_timeout, pool_size=4
+    )
+
+
+@pytest.fixture
+def dialer(provider: Provider) -> Iterator[SpekoDialer]:
+    d = _dialer(provider.url)
+    yield d
+    d.close()
+
+
+def test_placed_call_sends_the_contract_request(provider: Provider, dialer: SpekoDialer) -> None:
+    outcome = dialer.dial(REQUEST)
+    assert outcome.kind is OutcomeKind.PLACED
+    assert outcome.session_id == provider.calls["cb_1.1"]
+    (req,) = provider.requests
+    assert req.path == "/v1/sessions/phone"
+    assert req.headers["authorization"] == "Bearer sk_test_key"
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["idempotency-key"] == "cb_1.1"
+    assert req.body == REQUEST.body
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "in_cause"),
+    [
+        (
+            Reply(400, {"error": "Invalid request body", "code": "VALIDATION_ERROR"}),
+            OutcomeKind.PERMANENT,
+            "HTTP 400 VALIDATION_ERROR: Invalid request body",
+        ),
+        (
+            Reply(404, {"error": "not found", "code": "NOT_FOUND"}),
+            OutcomeKind.PERMANENT,
+            "HTTP 404 NOT_FOUND",
+        ),
+        (
+            Reply(401, {"error": "Unauthorized", "code": "UNAUTHORIZED"}),
+            OutcomeKind.KEY_REJECTED,
+            "rejected our API key",
+        ),
+        (
+            Reply(429, {"error": "slow down", "code": "RATE_LIMITED"}, {"Retry-After": "7"}),
+            OutcomeKind.TRANSIENT,
+            "HTTP 429",
+        ),
+        (Reply(500, b"oops"), OutcomeKind.TRANSIENT, "HTTP 500: oops"),
+        (Reply(200, b'{"status": "dialing"}'), OutcomeKind.UNKNOWN, "not a VoiceDialResponse"),
+        (Reply(200, b"not json at all"), OutcomeKind.UNKNOWN, "may have been placed"),
+    ],
+)
+def test_answers_are_classified(
+    provider: Provider, dialer: SpekoDialer, reply: Reply, kind: OutcomeKind, in_cause: str
+) -> None:
+    provider.behaviour = lambda _req: reply
+    outcome = dialer.dial(REQUEST)
+    assert outcome.kind is kind
+    assert in_cause in outcome.cause
+    if reply.status == 429:
+        assert outcome.retry_after == 7.0
+
+
+def test_read_timeout_is_transient(provider: Provider) -> None:
+    provider.behaviour = lambda _req: Reply(200, delay=1.5)
+    d = _dialer(provider.url, read_timeout=0.3)
+    outcome = d.dial(REQUEST)
+    d.close()
+    assert outcome.kind is OutcomeKind.TRANSIENT
+    assert "read timeout" in outcome.cause
+
+
+def test_connection_refused_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = _dialer(f"http://127.0.0.1:{port}")
+    outcome = d.dial(REQUEST)
+    d.close()
+    assert outcome.kind is OutcomeKind.TRANSIENT
+    assert "could not reach provider" in outcome.cause
+
+
+def test_wrong_key_is_rejected_by_the_stand_in(provider: Provider) -> None:
+    d = SpekoDialer(provider.url, "sk_wrong", connect_timeout=1, read_timeout=1, pool_size=1)
+    outcome = d.dial(REQUEST)
+    d.close()
+    assert outcome.kind is OutcomeKind.KEY_REJECTED
+    assert "sk_wrong" not in outcome.cause, "never a secret in a cause"
+
+
+def test_connections_are_reused_across_dials(provider: Provider, dialer: SpekoDialer) -> None:
+    for i in range(20):
+        outcome = dialer.dial(DialRequest(f"cb_{i}", f"cb_{i}.1", {"to": "+12015551234"}))
+        assert outcome.kind is OutcomeKind.PLACED
+    assert len(provider.calls) == 20
+    assert provider.connections <= 2

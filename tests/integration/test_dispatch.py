@@ -1,0 +1,236 @@
+"""Dispatching one callback: only the attempt's winner dials; outcomes land on that attempt."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from datetime import timedelta
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.dialers import ScriptedDialer
+from tests.support.factories import T0, make_callback
+from worker.clock import SystemClock
+from worker.db.models import Callback, CallbackEvent
+from worker.dialer.log import LogDialer
+from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
+from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
+from worker.retry import RetryPolicy
+from worker.status import Status
+
+POLICY = DispatchPolicy(retry=RetryPolicy(max_attempts=3, base_delay=10, max_delay=60, jitter=0))
+
+
+def _dispatcher(sessions: sessionmaker[Session], dialer: Dialer) -> Dispatcher:
+    return Dispatcher(sessions, SystemClock(), dialer, POLICY)
+
+
+def _get(sessions: sessionmaker[Session], cid: str) -> Callback:
+    with sessions() as s:
+        return s.get_one(Callback, cid)
+
+
+def _claimed(sessions: sessionmaker[Session], **state: Any) -> str:
+    with sessions.begin() as s:
+        return make_callback(s, Status.DISPATCHING, **state).id
+
+
+@freeze_time(T0 + timedelta(seconds=2))
+def test_claimed_callback_is_dialed_once_and_dispatched(sessions: sessionmaker[Session]) -> None:
+    cid = _claimed(sessions)
+    dialer = LogDialer()
+    assert dispatch(_dispatcher(sessions, dialer), cid, manual=False) is Result.DISPATCHED
+    cb = _get(sessions, cid)
+    assert cb.status is Status.DISPATCHED
+    assert cb.created_session_id == f"log-{cid}.1"
+    assert cb.attempted_at == cb.dispatched_at == T0 + timedelta(seconds=2)
+    assert (cb.attempts, cb.attempt_in_flight, cb.lease_expires_at) == (1, False, None)
+    assert [r.idempotency_key for r in dialer.placed] == [f"{cid}.1"]
+    with sessions() as s:
+        events = s.scalars(
+            select(CallbackEvent).where(CallbackEvent.callback_id == cid).order_by(CallbackEvent.id)
+        ).all()
+    assert [(e.from_status, e.to_status, e.actor) for e in events][-2:] == [
+        ("dispatching", "dispatching", "worker"),
+        ("dispatching", "dispatched", "worker"),
+    ]
+    assert events[-2].detail == {"attempt": 1, "event": "attempt started"}
+
+
+def test_duplicate_delivery_dials_nothing(sessions: sessionmaker[Session]) -> None:
+    cid = _claimed(sessions)
+    dialer = LogDialer()
+    d = _dispatcher(sessions, dialer)
+    assert dispatch(d, cid, manual=False) is Result.DISPATCHED
+    assert dispatch(d, cid, manual=False) is Result.SKIPPED
+    assert dispatch(d, cid, manual=True) is Result.SKIPPED
+    assert len(dialer.placed) == 1
+
+
+@pytest.mark.parametrize("status", [Status.SCHEDULED, Status.CANCELLED, Status.FAILED])
+def test_poller_message_for_an_unclaimed_callback_dials_nothing(
+    sessions: sessionmaker[Session], status: Status
+) -> None:
+    with sessions.begin() as s:
+        cid = make_callback(s, status).id
+    dialer = LogDialer()
+    assert dispatch(_dispatcher(sessions, dialer), cid, manual=False) is Result.SKIPPED
+    assert dialer.placed == []
+    assert _get(sessions, cid).status is status
+
+
+def test_attempt_already_in_flight_dials_nothing(sessions: sessionmaker[Session]) -> None:
+    cid = _claimed(sessions, attempts=1, attempt_in_flight=True)
+    dialer = LogDialer()
+    assert dispatch(_dispatcher(sessions, dialer), cid, manual=False) is Result.SKIPPED
+    assert dialer.placed == []
+
+
+def test_manual_dispatch_places_a_callback_that_is_not_yet_due(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as s:
+        cid = make_callback(s, scheduled_at=T0 + timedelta(days=3)).id
+    dialer = LogDialer()
+    with freeze_time(T0):
+        result = dispatch(_dispatcher(sessions, dialer), cid, manual=True, actor="manual")
+    assert result is Result.DISPATCHED
+    assert len(dialer.placed) == 1
+    with sessions() as s:
+        actors = s.scalars(
+            select(CallbackEvent.actor).where(CallbackEvent.callback_id == cid)
+        ).all()
+    assert actors[1:] == ["manual", "manual", "manual"]
+
+
+def test_many_threads_racing_on_one_callback_dial_it_once(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    cids = [_claimed(pg_sessions) for _ in range(20)]
+    dialer = LogDialer()
+    d = _dispatcher(pg_sessions, dialer)
+    results: list[Result] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        for cid in cids:
+            results.append(dispatch(d, cid, manual=True))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.idempotency_key for r in dialer.placed) == sorted(f"{c}.1" for c in cids)
+    assert results.count(Result.DISPATCHED) == 20
+    assert results.count(Result.SKIPPED) == 20 * 7
+
+
+def transient(cause: str = "HTTP 503", retry_after: float | None = None) -> DialOutcome:
+    return DialOutcome(OutcomeKind.TRANSIENT, cause, http_status=503, retry_after=retry_after)
+
+
+def test_transient_failure_waits_in_the_database_then_exhausts_to_failed(
+    sessions: sessionmaker[Session],
+) -> None:
+    cid = _claimed(sessions)
+    dialer = ScriptedDialer(
+        [transient("HTTP 503 a"), transient("HTTP 503 b", 45), transient("timeout c")]
+    )
+    d = _dispatcher(sessions, dialer)
+    with freeze_time(T0):
+        assert dispatch(d, cid, manual=False) is Result.RETRY
+    cb = _get(sessions, cid)
+    assert (cb.status, cb.due_at, cb.attempts, cb.attempt_in_flight) == (
+        Status.SCHEDULED,
+        T0 + timedelta(seconds=10),
+        1,
+        False,
+    )
+    assert cb.scheduled_at == T0, "scheduled_at stays what was asked"
+    assert cb.failure_cause is None
+    for n, expected_wait in ((2, 45), (3, None)):
+        with sessions.begin() as s:
+            s.execute(update(Callback).where(Callback.id == cid).values(status=Status.DISPATCHING))
+        with freeze_time(T0 + timedelta(minutes=n)):
+            result = dispatch(d, cid, manual=False)
+        cb = _get(sessions, cid)
+        if expected_wait is not None:
+            assert result is Result.RETRY
+            assert cb.due_at == T0 + timedelta(minutes=n, seconds=expected_wait), "Retry-After"
+    assert result is Result.FAILED
+    assert cb.status is Status.FAILED
+    assert cb.failure_cause == (
+        "gave up after 3 attempts (#1: HTTP 503 a; #2: HTTP 503 b; #3: timeout c)"
+    )
+    assert {r.idempotency_key for r in dialer.requests} == {f"{cid}.1"}, "one key per dispatch"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "cause"),
+    [
+        (
+            DialOutcome(
+                OutcomeKind.PERMANENT, "HTTP 404 NOT_FOUND: agent not found", http_status=404
+            ),
+            Status.FAILED,
+            "provider refused the call: HTTP 404 NOT_FOUND: agent not found (attempt 1)",
+        ),
+        (
+            DialOutcome(OutcomeKind.UNKNOWN, "provider answered 200 but ...", http_status=200),
+            Status.FAILED,
+            "outcome unknown: provider answered 200 but ...",
+        ),
+    ],
+)
+def test_permanent_and_unknown_outcomes_fail_with_a_cause(
+    sessions: sessionmaker[Session], outcome: DialOutcome, status: Status, cause: str
+) -> None:
+    cid = _claimed(sessions)
+    assert (
+        dispatch(_dispatcher(sessions, ScriptedDialer([outcome])), cid, manual=False)
+        is Result.FAILED
+    )
+    cb = _get(sessions, cid)
+    assert (cb.status, cb.failure_cause, cb.attempt_in_flight) == (status, cause, False)
+
+
+@freeze_time(T0)
+def test_rejected_key_holds_the_callback_without_spending_an_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    cid = _claimed(sessions, attempts=1)
+    rejected = DialOutcome(
+        OutcomeKind.KEY_REJECTED, "provider rejected our API key", http_status=401
+    )
+    result = dispatch(_dispatcher(sessions, ScriptedDialer([rejected])), cid, manual=False)
+    assert result is Result.HELD
+    cb = _get(sessions, cid)
+    assert (cb.status, cb.attempts) == (Status.SCHEDULED, 1)
+    assert cb.due_at == T0 + POLICY.key_rejected_hold
+
+
+def test_outcome_is_not_written_over_an_attempt_resolved_elsewhere(
+    sessions: sessionmaker[Session],
+) -> None:
+    """If the reaper resolved the attempt meanwhile, the late worker changes nothing."""
+    cid = _claimed(sessions)
+
+    class ReaperStrikesDuringDial(LogDialer):
+        def dial(self, request):  # type: ignore[no-untyped-def]
+            with sessions.begin() as s:
+                s.execute(
+                    update(Callback)
+                    .where(Callback.id == cid)
+                    .values(status=Status.FAILED, attempt_in_flight=False, failure_cause="reaped")
+                )
+            return super().dial(request)
+
+    result = dispatch(_dispatcher(sessions, ReaperStrikesDuringDial()), cid, manual=False)
+    assert result is Result.SKIPPED
+    cb = _get(sessions, cid)
+    assert (cb.status, cb.failure_cause, cb.created_session_id) == (Status.FAILED, "reaped", None)
