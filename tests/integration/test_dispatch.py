@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from freezegun import freeze_time
