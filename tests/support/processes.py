@@ -1,0 +1,88 @@
+"""Real processes for end-to-end tests: the same commands the Procfile runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def command(*argv: str) -> list[str]:
+    """Resolve ``celery`` / ``callbacks`` to this environment's console scripts."""
+    return [str(BIN / argv[0]), *argv[1:]]
+
+
+def service_env(**values: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "BROKER_", "SPEKO_"))
+    }
+    env.update(values)
+    return env
+
+
+class Processes:
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.env = dict(env)
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                command(*argv), cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.running[name] = proc
+        return proc
+
+    def run(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            command(*argv),
+            cwd=self.workdir,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        proc = self.running.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+
+@contextmanager
+def processes(workdir: Path, env: Mapping[str, str]) -> Iterator[Processes]:
+    procs = Processes(workdir, env)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Poll ``check`` until true; the real processes under test need real time to work."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - began
