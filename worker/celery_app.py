@@ -81,7 +81,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.effective_concurrency,
         # Polls have their own queue so a dispatch backlog never delays the next claim.
         "task_default_queue": DISPATCH_QUEUE,
-        "task_routes": {"callbacks.poll": {"queue": POLL_QUEUE}},
+        "task_routes": {
+            "callbacks.poll": {"queue": POLL_QUEUE},
+            "callbacks.reap": {"queue": POLL_QUEUE},
+        },
         # The bare `celery -A worker worker` consumes both.
         "task_queues": [Queue(DISPATCH_QUEUE), Queue(POLL_QUEUE)],
         # Beat keeps its schedule in memory: the schedule is fixed intervals, and several
@@ -93,6 +96,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.poll_interval,
                 # A poll that waited this long is stale; the next tick will do its work.
                 "options": {"expires": max(settings.poll_interval * 5, 5.0)},
+            },
+            "reap": {
+                "task": "callbacks.reap",
+                "schedule": settings.reaper_interval,
+                "options": {"expires": settings.reaper_interval},
             },
         },
         "timezone": "UTC",

@@ -51,9 +51,18 @@ def claim_due(
 
 
 def claim_now(
-    session: Session, callback_id: str, *, now: datetime, lease: timedelta, actor: str
+    session: Session,
+    callback_id: str,
+    *,
+    now: datetime,
+    lease: timedelta,
+    actor: str,
+    expires_at: datetime | None,
 ) -> Callback | None:
-    """Claim one ``scheduled`` callback whatever its ``due_at`` (manual dispatch)."""
+    """Claim one ``scheduled`` callback whatever its ``due_at`` (manual dispatch).
+
+    An operator asked for it now, so its expiry restarts from now.
+    """
     return transition(
         session,
         callback_id,
@@ -62,5 +71,9 @@ def claim_now(
         now=now,
         actor=actor,
         detail={"via": "manual"},
-        values={"lease_expires_at": now + lease, "attempt_in_flight": False},
+        values={
+            "lease_expires_at": now + lease,
+            "attempt_in_flight": False,
+            "expires_at": expires_at,
+        },
     )

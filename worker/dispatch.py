@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +22,7 @@ from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
+from worker.holds import PROVIDER, set_hold
 from worker.retry import RetryPolicy
 from worker.status import Status
 from worker.transitions import current_status, transition
@@ -38,6 +39,10 @@ class DispatchPolicy:
     """How long an attempt may run before the reaper calls its outcome unknown."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     key_rejected_hold: timedelta = timedelta(minutes=2)
+    lateness: timedelta | None = timedelta(hours=4)
+    """Default for new callbacks, and the window a manual dispatch gets from now."""
+    redial_unknown: bool = False
+    """Reaper: re-send an attempt of unknown outcome with the same key instead of failing it."""
     record_retries: int = 3
     """How often to retry writing an outcome after a dial before leaving it to the reaper."""
 
@@ -56,24 +61,31 @@ class Result(StrEnum):
     RETRY = "retry"
     HELD = "held"
     SKIPPED = "skipped"
+    EXPIRED = "expired"
     UNRECORDED = "unrecorded"
 
 
 def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORKER) -> Result:
     """Dispatch ``callback_id`` if it is claimed (or, when ``manual``, still scheduled)."""
     if manual:
+        now = d.clock.now()
         with d.sessions.begin() as session:
             claim_now(
-                session, callback_id, now=d.clock.now(), lease=d.policy.claim_lease, actor=actor
+                session,
+                callback_id,
+                now=now,
+                lease=d.policy.claim_lease,
+                actor=actor,
+                expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
             )
     callback = start_attempt(d, callback_id, actor)
-    if callback is None:
-        return Result.SKIPPED
+    if isinstance(callback, Result):
+        return callback
     outcome = d.dialer.dial(dial_request(callback))
     return record_outcome(d, callback, outcome, actor)
 
 
-def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | None:
+def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Result:
     """The compare-and-set that makes this worker the only one to dial this attempt.
 
     Committed before the provider is called. It re-checks the row in the same write,
@@ -95,8 +107,13 @@ def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Non
                 "attempted_at": now,
                 "lease_expires_at": now + d.policy.attempt_lease,
             },
-            guards=[Callback.attempt_in_flight.is_(False)],
+            guards=[
+                Callback.attempt_in_flight.is_(False),
+                or_(Callback.expires_at.is_(None), Callback.expires_at > now),
+            ],
         )
+        if callback is None and _expire(session, callback_id, now, actor):
+            return Result.EXPIRED
         if callback is None:
             status = current_status(session, callback_id)
             log.info(
@@ -104,9 +121,32 @@ def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Non
                 callback_id,
                 status or "missing",
             )
-            return None
+            return Result.SKIPPED
     log.info("callback %s: attempt %d started", callback_id, callback.attempts)
     return callback
+
+
+def _expire(session: Session, callback_id: str, now: datetime, actor: str) -> bool:
+    """A claimed callback past its ``expires_at`` fails instead of ringing hours late."""
+    expired = transition(
+        session,
+        callback_id,
+        expected=Status.DISPATCHING,
+        target=Status.FAILED,
+        now=now,
+        actor=actor,
+        detail={"cause": "expired"},
+        values={"failure_cause": "expired", "attempt_in_flight": False, "lease_expires_at": None},
+        guards=[Callback.attempt_in_flight.is_(False), Callback.expires_at <= now],
+    )
+    if expired is not None:
+        log.warning(
+            "callback %s: expired (scheduled %s, not placed by %s); not dialing",
+            callback_id,
+            expired.scheduled_at.isoformat(),
+            expired.expires_at.isoformat() if expired.expires_at else "-",
+        )
+    return expired is not None
 
 
 def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:
@@ -185,7 +225,15 @@ def _record(
             cause = _exhausted_cause(session, callback.id, n, outcome)
             return move(Status.FAILED, Result.FAILED, failure_cause=cause)
         case OutcomeKind.KEY_REJECTED:
-            # Our key, not this callback: hold it without spending one of its attempts.
+            # Our key, not this callback: hold it without spending one of its attempts,
+            # and hold all dialing so the other due callbacks are not burnt the same way.
+            set_hold(
+                session,
+                PROVIDER,
+                until=now + d.policy.key_rejected_hold,
+                reason=outcome.cause,
+                now=now,
+            )
             log.error(
                 "callback %s: PROVIDER REJECTED OUR API KEY (%s); holding, retry in %ss",
                 callback.id,

@@ -17,6 +17,7 @@ from worker.claims import POLLER, claim_due
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.dispatch import DispatchPolicy
+from worker.holds import PROVIDER, active_hold
 from worker.status import Status
 from worker.transitions import bulk_transition
 
@@ -40,6 +41,11 @@ def poll(
     policy: DispatchPolicy,
 ) -> int:
     """Claim and publish until nothing is due or the tick's cap is reached; return the count."""
+    with sessions() as session:
+        hold = active_hold(session, PROVIDER, clock.now())
+    if hold is not None:
+        log.error("NOT DIALING until %s: %s", hold.until.isoformat(), hold.reason)
+        return 0
     total = 0
     while total < limits.max_per_tick:
         batch = min(limits.batch_size, limits.max_per_tick - total)

@@ -19,6 +19,7 @@ from worker.dialer.port import Dialer
 from worker.dialer.speko import SpekoDialer
 from worker.dispatch import Dispatcher, DispatchPolicy
 from worker.poller import PollLimits
+from worker.retry import RetryPolicy
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         claim_lease=timedelta(seconds=settings.claim_lease),
         # Well past the longest dial, so a live attempt is never taken for a dead one.
         attempt_lease=timedelta(seconds=longest_dial * 4 + 60),
+        retry=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_delay=settings.retry_base_delay,
+            max_delay=max(settings.retry_max_delay, settings.retry_base_delay),
+        ),
+        key_rejected_hold=timedelta(seconds=settings.key_rejected_hold),
+        lateness=settings.lateness,
+        redial_unknown=settings.unknown_outcome_policy == "redial-same-key",
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -14,11 +14,28 @@ from worker.status import Status
 from worker.transitions import record
 from worker.validation import NewCallback
 
+DEFAULT_LATENESS = timedelta(hours=4)
+
+
+def expiry(item: NewCallback, default: timedelta | None) -> datetime | None:
+    if item.max_lateness_seconds is not None:
+        return item.scheduled_at + timedelta(seconds=item.max_lateness_seconds)
+    return None if default is None else item.scheduled_at + default
+
 
 def schedule(
-    session: Session, new: Sequence[NewCallback], *, now: datetime, actor: str
+    session: Session,
+    new: Sequence[NewCallback],
+    *,
+    now: datetime,
+    actor: str,
+    lateness: timedelta | None = DEFAULT_LATENESS,
 ) -> list[Callback]:
-    """Insert every callback (all or nothing: the caller's transaction) with its first event."""
+    """Insert every callback (all or nothing: the caller's transaction) with its first event.
+
+    ``lateness``: how long after ``scheduled_at`` a callback may still be placed, unless it
+    says otherwise; ``None``: never expires.
+    """
     rows = [
         {
             "id": new_callback_id(),
@@ -30,6 +47,7 @@ def schedule(
             "from_number": item.from_number,
             "scheduled_at": item.scheduled_at,
             "due_at": item.scheduled_at,
+            "expires_at": expiry(item, lateness),
             "status": Status.SCHEDULED,
             "reason": item.reason,
             "instructions": item.instructions,

@@ -7,8 +7,9 @@ Invalid values stop start-up with the variable's name and the reason.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,17 @@ class Settings(BaseSettings):
     poll_max_per_tick: int = Field(default=2_000, ge=1)
     claim_lease: PositiveSeconds = 300.0
     """How long a claimed, not yet started callback may wait for a worker."""
+
+    callback_max_lateness: float = Field(default=4 * 3600, ge=0)
+    """Seconds after scheduled_at a callback may still be placed; later it expires (0: never)."""
+    reaper_interval: PositiveSeconds = 30.0
+    unknown_outcome_policy: Literal["fail", "redial-same-key"] = "fail"
+    """An attempt whose outcome is unknown: fail it (never risk a second call), or re-send
+    it with the same Idempotency-Key (only for a provider known to honour the key)."""
+    retry_max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay: PositiveSeconds = 15.0
+    retry_max_delay: PositiveSeconds = 900.0
+    key_rejected_hold: PositiveSeconds = 120.0
 
     dialer_connect_timeout: PositiveSeconds = 3.0
     dialer_read_timeout: PositiveSeconds = 15.0
@@ -63,6 +75,10 @@ class Settings(BaseSettings):
         if self.speko_api_url is not None and not self.speko_api_key:
             raise ValueError("SPEKO_API_KEY must be set when SPEKO_API_URL is set")
         return self
+
+    @property
+    def lateness(self) -> timedelta | None:
+        return timedelta(seconds=self.callback_max_lateness) if self.callback_max_lateness else None
 
     @property
     def effective_database_url(self) -> str:

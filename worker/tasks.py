@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.dispatch import dispatch
 from worker.poller import poll
+from worker.reaper import reap
 from worker.scheduling import schedule
 from worker.validation import InvalidCallback, parse_new_callbacks
 
@@ -34,6 +35,12 @@ def register(app: CallbacksCelery) -> None:
         rt = app.runtime
         return poll(rt.sessions, rt.clock, publish, limits=rt.limits, policy=rt.dispatcher.policy)
 
+    @app.task(name="callbacks.reap")
+    def reap_stuck() -> dict[str, int]:
+        rt = app.runtime
+        result = reap(rt.sessions, rt.clock, publish, rt.dispatcher.policy)
+        return {what: len(ids) for what, ids in vars(result).items()}
+
     @app.task(name="callbacks.dispatch")
     def dispatch_now(callback_id: str) -> str:
         """Contract: dispatch now if scheduled (any scheduled_at) or already claimed."""
@@ -51,6 +58,8 @@ def register(app: CallbacksCelery) -> None:
             log.error("callbacks.schedule refused: %s", exc)
             raise
         with rt.sessions.begin() as session:
-            created = schedule(session, new, now=rt.clock.now(), actor="pipeline")
+            created = schedule(
+                session, new, now=rt.clock.now(), actor="pipeline", lateness=rt.settings.lateness
+            )
         log.info("scheduled %d callbacks: %s", len(created), ", ".join(c.id for c in created))
         return [c.id for c in created]

@@ -54,6 +54,8 @@ class NewCallback(BaseModel):
     summary: Text | None = None
     pipeline_config: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
+    max_lateness_seconds: Annotated[int, Field(ge=60)] | None = None
+    """How late it may still be placed (overrides the default); later it expires."""
 
 
 class InvalidCallback(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,13 @@ from worker.retry import RetryPolicy
 from worker.status import Status
 
 POLICY = DispatchPolicy(retry=RetryPolicy(max_attempts=3, base_delay=10, max_delay=60, jitter=0))
+
+
+@pytest.fixture(autouse=True)
+def _around_t0() -> Iterator[None]:
+    """Tests that don't set the time run just after T0 (inside the callbacks' lateness)."""
+    with freeze_time(T0 + timedelta(seconds=1)):
+        yield
 
 
 def _dispatcher(sessions: sessionmaker[Session], dialer: Dialer) -> Dispatcher:

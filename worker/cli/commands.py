@@ -92,7 +92,9 @@ def schedule(args: argparse.Namespace) -> int:
     engine = make_engine(settings.effective_database_url)
     try:
         with make_sessions(engine).begin() as session:
-            created = schedule_callbacks(session, new, now=SystemClock().now(), actor=CLI)
+            created = schedule_callbacks(
+                session, new, now=SystemClock().now(), actor=CLI, lateness=settings.lateness
+            )
     finally:
         engine.dispose()
     for cb in created:

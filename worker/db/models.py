@@ -83,8 +83,8 @@ class Callback(Base):
     """True from the attempt-start compare-and-set until its outcome is recorded."""
     dispatch_round: Mapped[int] = mapped_column(Integer, default=1)
     """Bumped by a manual retry of a failed callback; part of the Idempotency-Key."""
-    max_lateness_seconds: Mapped[int | None] = mapped_column(Integer)
-    """Per-callback override of how late it may still be placed before it expires."""
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Not placed by then: ``failed`` with cause ``expired`` (NULL: never expires)."""
 
     __table_args__ = (
         # The poll reads only due rows: cost follows what is due, not the table size.
@@ -141,3 +141,14 @@ class ApiKey(Base):
     """SHA-256 hex of the token (tokens are 256 random bits, so no slow hash is needed)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Hold(Base):
+    """A pause on dialing: ``provider`` (our key was rejected) or a narrower scope."""
+
+    __tablename__ = "holds"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("attempt_in_flight", sa.Boolean(), nullable=False),
         sa.Column("dispatch_round", sa.Integer(), nullable=False),
-        sa.Column("max_lateness_seconds", sa.Integer(), nullable=True),
+        sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_callbacks")),
     )
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
@@ -130,8 +130,18 @@ def upgrade() -> None:
         op.f("ix_api_keys_organization_id"), "api_keys", ["organization_id"], unique=False
     )
 
+    op.create_table(
+        "holds",
+        sa.Column("scope", sa.String(length=160), nullable=False),
+        sa.Column("until", UTCDateTime(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", name=op.f("pk_holds")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("holds")
     op.drop_index(op.f("ix_api_keys_organization_id"), table_name="api_keys")
     op.drop_table("api_keys")
     with op.batch_alter_table("callback_events", schema=None) as batch_op:
