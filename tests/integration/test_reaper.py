@@ -38,7 +38,7 @@ def _row(sessions: sessionmaker[Session], cid: str) -> Callback:
 
 def _reap(
     sessions: sessionmaker[Session], policy: DispatchPolicy = FAIL
-) -> tuple[Published, object]:
+) -> tuple[Published, Reaped]:
     published = Published()
     return published, reap(sessions, SystemClock(), published, policy)
 
