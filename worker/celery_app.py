@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger
-from kombu import Queue
+from celery.signals import beat_init, setup_logging, worker_init
+from kombu import Exchange, Queue
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
+from worker import metrics
+from worker.clock import SystemClock
+from worker.db.engine import make_engine, make_sessions
+from worker.logs import configure_logging
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
 
@@ -86,7 +90,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "callbacks.reap": {"queue": POLL_QUEUE},
         },
         # The bare `celery -A worker worker` consumes both.
-        "task_queues": [Queue(DISPATCH_QUEUE), Queue(POLL_QUEUE)],
+        "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE)],
         # Beat keeps its schedule in memory: the schedule is fixed intervals, and several
         # beats may run (claims are atomic), so no shared schedule file to fight over.
         "beat_scheduler": "celery.beat:Scheduler",
@@ -105,8 +109,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "timezone": "UTC",
         "enable_utc": True,
-        "worker_hijack_root_logger": True,
     }
+
+
+def _queue(name: str) -> Queue:
+    # Each queue its own exchange and key, so a route to one never lands in the other.
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def create_celery(settings: Settings) -> CallbacksCelery:
@@ -116,12 +124,32 @@ def create_celery(settings: Settings) -> CallbacksCelery:
     app.config_from_object(celery_config(settings))
     tasks.register(app)
     _configure_logging(settings)
+    _serve_metrics(settings)
     return app
 
 
-def _configure_logging(settings: Settings) -> None:
-    def level_ours(**_: Any) -> None:
-        # Celery's root level is WARNING unless -l is given; ours follows LOG_LEVEL.
-        logging.getLogger("worker").setLevel(settings.log_level.upper())
+def _serve_metrics(settings: Settings) -> None:
+    def start(**_: Any) -> None:
+        if settings.metrics_port is None:
+            return
+        registry = CollectorRegistry()
+        if metrics.multiprocess_dir():
+            # prefork: every child writes its samples to files there; sum them on scrape.
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        else:
+            registry = REGISTRY
+        # Its own small engine: the pool's children must never inherit this one.
+        engine = make_engine(settings.effective_database_url, pool_size=1)
+        registry.register(metrics.StateCollector(make_sessions(engine), SystemClock()))
+        start_http_server(settings.metrics_port, registry=registry)
 
-    after_setup_logger.connect(level_ours, weak=False)
+    worker_init.connect(start, weak=False)
+    beat_init.connect(start, weak=False)
+
+
+def _configure_logging(settings: Settings) -> None:
+    def ours(**_: Any) -> None:
+        # Having a receiver makes Celery leave logging to us: JSON or console per settings.
+        configure_logging(settings)
+
+    setup_logging.connect(ours, weak=False)

@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import metrics
 from worker.claims import claim_now
 from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
@@ -80,9 +81,19 @@ def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORK
             )
     callback = start_attempt(d, callback_id, actor)
     if isinstance(callback, Result):
+        metrics.OUTCOMES.labels(callback.value).inc()
         return callback
+    if callback.attempts == 1 and callback.attempted_at is not None:
+        metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
+    began = time.perf_counter()
     outcome = d.dialer.dial(dial_request(callback))
-    return record_outcome(d, callback, outcome, actor)
+    metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
+    if outcome.kind is not OutcomeKind.PLACED:
+        metrics.PROVIDER_ERRORS.labels(metrics.status_class(outcome.http_status)).inc()
+    result = record_outcome(d, callback, outcome, actor)
+    label = f"failed_{outcome.kind}" if result is Result.FAILED else result.value
+    metrics.OUTCOMES.labels(label).inc()
+    return result
 
 
 def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Result:

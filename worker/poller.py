@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import metrics
 from worker.claims import POLLER, claim_due
 from worker.clock import Clock
 from worker.db.models import Callback
@@ -60,6 +61,7 @@ def poll(
             release(sessions, clock, ids, why="broker unreachable: dispatch message not sent")
             raise
         total += len(ids)
+        metrics.CLAIMED.inc(len(ids))
         log.info(
             "claimed %d due callbacks: %s",
             len(ids),

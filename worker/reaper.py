@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import metrics
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.dispatch import DispatchPolicy
@@ -115,6 +116,7 @@ def reap(
     if result.redialed:
         publish(result.redialed)
     for what, ids in vars(result).items():
+        metrics.REAPER_ACTIONS.labels(what).inc(len(ids))
         if ids:
             log.warning("reaper: %s %d callbacks: %s", what, len(ids), ", ".join(ids[:10]))
     return result

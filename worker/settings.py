@@ -46,6 +46,24 @@ class Settings(BaseSettings):
     retry_max_delay: PositiveSeconds = 900.0
     key_rejected_hold: PositiveSeconds = 120.0
 
+    # calling windows and pacing (README "Calling windows and pacing"); per-organization
+    # values in org_configs (`callbacks org-window set`) override these.
+    calling_window_start: str = "08:00"
+    calling_window_end: str = "21:00"
+    calling_window_days: str = "daily"
+    calling_fallback_timezone: str = "UTC"
+    """Zone for a number whose zone phonenumbers does not know (and no other is given)."""
+    max_concurrent_per_org: int = Field(default=100, ge=0)
+    """Callbacks ``dispatching`` at once per organization (0: unlimited)."""
+    max_concurrent_per_number: int = Field(default=10, ge=0)
+    """Callbacks ``dispatching`` at once per phone_number_id (0: unlimited)."""
+    max_dials_per_minute_per_org: int = Field(default=0, ge=0)
+    """Sustained dial (claim) rate per organization (0: unlimited)."""
+    rate_limited_pause: PositiveSeconds = 5.0
+    """Pause after a 429 without Retry-After; a Retry-After is honoured up to 1 hour."""
+    rate_limited_scope: Literal["organization", "number"] = "organization"
+    """What a 429 pauses: the organization, or only the callback's phone_number_id."""
+
     dialer_connect_timeout: PositiveSeconds = 3.0
     dialer_read_timeout: PositiveSeconds = 15.0
     dialer_pool_size: int = Field(default=64, ge=1)
@@ -54,7 +72,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=0, ge=0)
     """0 = 32 threads against PostgreSQL, 4 on the embedded SQLite file."""
 
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Worker and beat serve Prometheus metrics on this port when set."""
+
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] | None = None
+    """Default: console lines in the embedded mode, JSON lines in production."""
 
     @field_validator("worker_pool")
     @classmethod
@@ -62,6 +85,14 @@ class Settings(BaseSettings):
         if value not in {"threads", "prefork", "solo", "gevent", "eventlet"}:
             raise ValueError("must be one of threads, prefork, solo, gevent, eventlet")
         return value
+
+    @model_validator(mode="after")
+    def _valid_window(self) -> Settings:
+        from worker.windows import Window, zone
+
+        Window.parse(self.calling_window_start, self.calling_window_end, self.calling_window_days)
+        zone(self.calling_fallback_timezone)
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -91,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("console" if self.embedded else "json")
 
     @property
     def effective_concurrency(self) -> int:

@@ -7,6 +7,7 @@ the same transaction as the change (invariant 6).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from worker.db.models import Callback, CallbackEvent
 from worker.status import Status, check_transition
+
+log = logging.getLogger(__name__)
 
 
 def transition(
@@ -46,15 +49,9 @@ def transition(
     row = session.execute(stmt).scalar_one_or_none()
     if row is None:
         return None
-    record(
-        session,
-        [callback_id],
-        expected,
-        target,
-        now,
-        actor,
-        {"attempt": row.attempts, **(detail or {})},
-    )
+    detail = {"attempt": row.attempts, **(detail or {})}
+    record(session, [callback_id], expected, target, now, actor, detail)
+    _log(callback_id, row.organization_id, expected, target, actor, detail)
     return row
 
 
@@ -103,14 +100,49 @@ def bulk_transition(
 ) -> list[str]:
     """The same conditional write for every row matching ``guards``; returns the ids moved."""
     check_transition(expected, target)
-    ids = list(
-        session.scalars(
-            update(Callback)
-            .where(Callback.status == expected, *guards)
-            .values(status=target, updated_at=now, **(values or {}))
-            .returning(Callback.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
+    rows = session.execute(
+        update(Callback)
+        .where(Callback.status == expected, *guards)
+        .values(status=target, updated_at=now, **(values or {}))
+        .returning(Callback.id, Callback.organization_id, Callback.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    ids = [r.id for r in rows]
     record(session, ids, expected, target, now, actor, detail)
+    for r in rows:
+        _log(
+            r.id,
+            r.organization_id,
+            expected,
+            target,
+            actor,
+            {"attempt": r.attempts, **(detail or {})},
+        )
     return ids
+
+
+def _log(
+    callback_id: str,
+    organization_id: str,
+    expected: Status,
+    target: Status,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> None:
+    # Logged inside the transaction: if its commit then fails, the failure is logged next.
+    log.info(
+        "callback %s: %s -> %s by %s",
+        callback_id,
+        expected,
+        target,
+        actor,
+        extra={
+            "callback_id": callback_id,
+            "organization_id": organization_id,
+            "attempt": detail.get("attempt"),
+            "from_status": str(expected),
+            "to_status": str(target),
+            "actor": actor,
+            "why": {k: v for k, v in detail.items() if k != "attempt" and v is not None},
+        },
+    )
