@@ -14,6 +14,7 @@ from worker.clock import SystemClock
 from worker.db import migrate as migrations
 from worker.db.engine import make_engine, make_sessions
 from worker.db.models import CallbackEvent
+from worker.report import render, status_report
 from worker.scheduling import schedule as schedule_callbacks
 from worker.settings import load_settings
 from worker.validation import InvalidCallback, parse_new_callbacks
@@ -130,6 +131,18 @@ def history(args: argparse.Namespace) -> int:
             detail = " ".join(f"{k}={v}" for k, v in e.detail.items() if v is not None)
             move = f"{e.from_status or '-':>11} -> {e.to_status:<11}"
             print(f"{row['at']}  {move} {e.actor:<10} {detail}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with make_sessions(engine)() as session:
+            report = status_report(session, SystemClock().now())
+    finally:
+        engine.dispose()
+    print(json.dumps(report) if args.json else render(report))
     return 0
 
 

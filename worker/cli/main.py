@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.cli import commands
+from worker.cli import api_commands, commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,9 +42,14 @@ def parser() -> argparse.ArgumentParser:
         help="schedule demo callbacks seconds ahead, exit when placed",
     )
 
+    st = sub.add_parser("status", help="counts by status, due backlog, recent failures, hold")
+    st.add_argument("--json", action="store_true")
+
     h = sub.add_parser("history", help="every transition of one callback")
     h.add_argument("callback_id")
     h.add_argument("--json", action="store_true")
+
+    api_commands.add_parsers(sub)
     return p
 
 
@@ -53,6 +58,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "schedule": commands.schedule,
     "run": commands.run,
     "history": commands.history,
+    "status": commands.status,
+    "api": api_commands.api,
+    "api-key": api_commands.api_key,
 }
 
 

@@ -1,0 +1,69 @@
+"""What an operator asks first: how many in each status, what is waiting, what failed."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from worker.db.models import Callback
+from worker.holds import PROVIDER, active_hold
+from worker.metrics import backlog_of
+from worker.status import Status
+from worker.views import rfc3339
+
+
+def cause_class(cause: str | None) -> str:
+    """``"provider refused the call: HTTP 404 ..."`` → ``"provider refused the call"``."""
+    head = re.split(r"[:(]", cause or "unknown", maxsplit=1)[0]
+    return re.sub(r"\d+", "N", head).strip() or "unknown"
+
+
+def status_report(session: Session, now: datetime) -> dict[str, Any]:
+    counts = dict.fromkeys((s.value for s in Status), 0)
+    for status, count in session.execute(
+        select(Callback.status, func.count()).group_by(Callback.status)
+    ):
+        counts[Status(status).value] = count
+    backlog, oldest = backlog_of(session, now)
+    recent_causes = session.scalars(
+        select(Callback.failure_cause).where(
+            Callback.status == Status.FAILED, Callback.updated_at >= now - timedelta(hours=1)
+        )
+    ).all()
+    hold = active_hold(session, PROVIDER, now)
+    return {
+        "at": rfc3339(now),
+        "counts": counts,
+        "due_backlog": backlog,
+        "oldest_due_age_seconds": None
+        if oldest is None
+        else round((now - oldest).total_seconds(), 3),
+        "failed_last_hour_by_cause": dict(Counter(cause_class(c) for c in recent_causes)),
+        "held": None if hold is None else {"until": rfc3339(hold.until), "reason": hold.reason},
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"callbacks at {report['at']}"]
+    lines += [f"  {status:<12} {count}" for status, count in report["counts"].items()]
+    age = report["oldest_due_age_seconds"]
+    lines.append(
+        f"due backlog: {report['due_backlog']} (oldest waiting {age if age is not None else '-'} s)"
+    )
+    failures = report["failed_last_hour_by_cause"]
+    lines.append(
+        "failed in the last hour: "
+        + (", ".join(f"{c}: {n}" for c, n in failures.items()) or "none")
+    )
+    held = report["held"]
+    lines.append(
+        "dialing: HELD until " + held["until"] + " - " + held["reason"]
+        if held
+        else "dialing: not held"
+    )
+    return "\n".join(lines)
