@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init
+from celery.signals import setup_logging, worker_init
 from kombu import Exchange, Queue
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
@@ -141,10 +141,14 @@ def _serve_metrics(settings: Settings) -> None:
         # Its own small engine: the pool's children must never inherit this one.
         engine = make_engine(settings.effective_database_url, pool_size=1)
         registry.register(metrics.StateCollector(make_sessions(engine), SystemClock()))
-        start_http_server(settings.metrics_port, registry=registry)
+        try:
+            start_http_server(settings.metrics_port, registry=registry)
+        except OSError as exc:  # metrics must never stop callbacks from being placed
+            logging.getLogger(__name__).error(
+                "metrics: cannot listen on port %s: %s", settings.metrics_port, exc
+            )
 
     worker_init.connect(start, weak=False)
-    beat_init.connect(start, weak=False)
 
 
 def _configure_logging(settings: Settings) -> None:

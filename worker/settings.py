@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     """0 = 32 threads against PostgreSQL, 4 on the embedded SQLite file."""
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    """Worker and beat serve Prometheus metrics on this port when set."""
+    """Each worker serves Prometheus metrics on this port when set."""
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
