@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: CallbacksCelery) -> None:
-    @app.task(name="callbacks.dispatch_claimed")
+    @app.task(name="callbacks.dispatch_claimed", shared=False)
     def dispatch_claimed(callback_id: str) -> str:
         """Internal: the poller's message for a callback it has claimed."""
         return dispatch(app.runtime.dispatcher, callback_id, manual=False).value
@@ -30,23 +30,33 @@ def register(app: CallbacksCelery) -> None:
             for callback_id in ids:
                 dispatch_claimed.apply_async((callback_id,), producer=producer)
 
-    @app.task(name="callbacks.poll")
+    @app.task(name="callbacks.poll", shared=False)
     def poll_due() -> int:
         rt = app.runtime
         return poll(rt.sessions, rt.clock, publish, limits=rt.limits, policy=rt.dispatcher.policy)
 
-    @app.task(name="callbacks.reap")
+    @app.task(name="callbacks.reap", shared=False)
     def reap_stuck() -> dict[str, int]:
         rt = app.runtime
         result = reap(rt.sessions, rt.clock, publish, rt.dispatcher.policy)
         return {what: len(ids) for what, ids in vars(result).items()}
 
-    @app.task(name="callbacks.dispatch")
-    def dispatch_now(callback_id: str) -> str:
-        """Contract: dispatch now if scheduled (any scheduled_at) or already claimed."""
-        return dispatch(app.runtime.dispatcher, callback_id, manual=True, actor="manual").value
+    @app.task(name="callbacks.dispatch", shared=False)
+    def dispatch_now(callback_id: str, override_window: bool = False) -> str:
+        """Contract: dispatch now if scheduled (any scheduled_at) or already claimed.
 
-    @app.task(name="callbacks.schedule")
+        Outside the callee's calling window it is deferred unless ``override_window``
+        (``--kwargs '{"override_window": true}'``).
+        """
+        return dispatch(
+            app.runtime.dispatcher,
+            callback_id,
+            manual=True,
+            actor="manual",
+            override_window=override_window,
+        ).value
+
+    @app.task(name="callbacks.schedule", shared=False)
     def schedule_callbacks(callbacks: dict[str, Any] | list[dict[str, Any]]) -> list[str]:
         """For the analysis pipeline: one callback (object) or several (list), all or nothing."""
         items = callbacks if isinstance(callbacks, list) else [callbacks]

@@ -1,0 +1,60 @@
+"""The Celery tasks as thin adapters: run in-process (``apply``) on the embedded SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import select
+
+from worker.celery_app import CallbacksCelery, create_celery
+from worker.db.migrate import upgrade
+from worker.db.models import Callback
+from worker.settings import Settings
+from worker.status import Status
+from worker.validation import InvalidCallback
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[CallbacksCelery]:
+    settings = Settings(data_dir=tmp_path)
+    upgrade(settings.effective_database_url)
+    app = create_celery(settings)
+    yield app
+    app.runtime.close()
+
+
+def test_schedule_task_creates_one_or_many_all_or_nothing(app: CallbacksCelery) -> None:
+    good = {
+        "organization_id": "o",
+        "to_number": "+12015551234",
+        "scheduled_at": "2026-03-02T15:00:00Z",
+    }
+    one = app.tasks["callbacks.schedule"].apply(args=(good,)).get()
+    many = app.tasks["callbacks.schedule"].apply(args=([good, good],)).get()
+    assert len(one) == 1
+    assert len(many) == 2
+    bad = app.tasks["callbacks.schedule"].apply(args=([good, {**good, "to_number": "5"}],))
+    assert isinstance(bad.result, InvalidCallback)
+    assert "callback 1: to_number" in str(bad.result)
+    with app.runtime.sessions() as s:
+        assert len(s.scalars(select(Callback.id)).all()) == 3
+
+
+@freeze_time("2026-03-02T15:00:00Z")  # 10:00 in New Jersey: inside the calling window
+def test_dispatch_task_places_a_callback_that_is_not_due(app: CallbacksCelery) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    (cid,) = (
+        app.tasks["callbacks.schedule"]
+        .apply(args=({"organization_id": "o", "to_number": "+12015551234", "scheduled_at": later},))
+        .get()
+    )
+    assert app.tasks["callbacks.dispatch"].apply(args=(cid,)).get() == "dispatched"
+    assert app.tasks["callbacks.dispatch"].apply(args=(cid,)).get() == "skipped"
+    with app.runtime.sessions() as s:
+        row = s.get_one(Callback, cid)
+    assert row.status is Status.DISPATCHED
+    assert row.created_session_id == f"log-{cid}.1"
