@@ -2,35 +2,58 @@
 
 On PostgreSQL one statement
 (``WITH due AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... FROM due``)
-picks the due rows (``FOR UPDATE SKIP LOCKED``, so parallel
-pollers take disjoint rows without waiting on each other) and updates them. SQLite has
-one writer at a time, so the same statement is atomic there without the lock clause.
+picks the due rows fairly across organizations and within their caps
+(:mod:`worker.fairness`) and updates them; claims take turns on an advisory lock so a
+cap is never filled twice. SQLite has one writer at a time, so the same statement is
+atomic there without the lock clause.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
+from worker.fairness import fair_pick
+from worker.pacing import Pacing, charge
 from worker.status import Status
 from worker.transitions import bulk_transition, transition
 
 POLLER = "poller"
 
 
+CLAIM_LOCK = 0x63616C6C  # pg_advisory_xact_lock key serialising claims ("call")
+
+
 def claim_due(
-    session: Session, *, now: datetime, batch_size: int, lease: timedelta, actor: str = POLLER
+    session: Session,
+    *,
+    now: datetime,
+    batch_size: int,
+    lease: timedelta,
+    actor: str = POLLER,
+    pacing: Pacing | None = None,
 ) -> list[str]:
-    """Claim up to ``batch_size`` callbacks due at ``now``, oldest first; return their ids."""
+    """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
+    and within their caps (:mod:`worker.fairness`); return their ids.
+
+    Without ``pacing`` nothing is capped (still round-robin across organizations).
+    """
+    pacing = pacing or Pacing()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # Caps count what is already `dispatching`; two claims reading that count at once
+        # could both fill the same room. A transaction-level lock makes claims take turns
+        # (each lasts milliseconds), and this statement runs before the claim's, so the
+        # claim's snapshot sees every earlier claim committed.
+        session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+        # The pick's cost estimate (unknown LIMITs) can trip JIT compilation, which costs
+        # ~1 s for a statement that runs in milliseconds.
+        session.execute(text("SET LOCAL jit = off"))
     due = (
-        select(Callback.id)
-        .where(Callback.status == Status.SCHEDULED, Callback.due_at <= now)
-        .order_by(Callback.due_at)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
+        fair_pick(dialect, now=now, batch=batch_size, pacing=pacing)
         # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain
         # FROM-subquery, PostgreSQL may rescan it per row, SKIP LOCKED then skips the rows
         # this statement already took, and LIMIT stops limiting (test_claims caught a
@@ -38,7 +61,7 @@ def claim_due(
         .cte("due")
         .prefix_with("MATERIALIZED")
     )
-    return bulk_transition(
+    ids = bulk_transition(
         session,
         expected=Status.SCHEDULED,
         target=Status.DISPATCHING,
@@ -48,6 +71,8 @@ def claim_due(
         detail={"via": "poll"},
         values={"lease_expires_at": now + lease, "attempt_in_flight": False},
     )
+    charge(session, ids, now=now, pacing=pacing)
+    return ids
 
 
 def claim_now(

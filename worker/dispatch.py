@@ -21,9 +21,12 @@ from worker import metrics
 from worker.claims import claim_now
 from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
+from worker.db.retry import on_fresh_connection
+from worker.deferral import defer_if_closed
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
 from worker.holds import PROVIDER, set_hold
+from worker.pacing import Pacing, pause_for_rate_limit
 from worker.retry import RetryPolicy
 from worker.status import Status
 from worker.transitions import current_status, transition
@@ -46,6 +49,8 @@ class DispatchPolicy:
     """Reaper: re-send an attempt of unknown outcome with the same key instead of failing it."""
     record_retries: int = 3
     """How often to retry writing an outcome after a dial before leaving it to the reaper."""
+    pacing: Pacing = field(default_factory=Pacing)
+    """Calling windows, caps and 429 pauses (worker/pacing.py)."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,25 @@ class Result(StrEnum):
     HELD = "held"
     SKIPPED = "skipped"
     EXPIRED = "expired"
+    DEFERRED = "deferred"
+    """Outside the callee's calling window: scheduled again at its next opening."""
+    PAUSED = "paused"
+    """The provider answered 429: its organization (or number) is paused, no attempt spent."""
     UNRECORDED = "unrecorded"
 
 
-def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORKER) -> Result:
-    """Dispatch ``callback_id`` if it is claimed (or, when ``manual``, still scheduled)."""
+def dispatch(
+    d: Dispatcher,
+    callback_id: str,
+    *,
+    manual: bool,
+    actor: str = WORKER,
+    override_window: bool = False,
+) -> Result:
+    """Dispatch ``callback_id`` if it is claimed (or, when ``manual``, still scheduled).
+
+    ``override_window``: dial even outside the callee's calling window (manual only).
+    """
     if manual:
         now = d.clock.now()
         with d.sessions.begin() as session:
@@ -79,7 +98,9 @@ def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORK
                 actor=actor,
                 expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
             )
-    callback = start_attempt(d, callback_id, actor)
+    callback = on_fresh_connection(
+        lambda: start_attempt(d, callback_id, actor, override_window=manual and override_window)
+    )
     if isinstance(callback, Result):
         metrics.OUTCOMES.labels(callback.value).inc()
         return callback
@@ -96,7 +117,9 @@ def dispatch(d: Dispatcher, callback_id: str, *, manual: bool, actor: str = WORK
     return result
 
 
-def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Result:
+def start_attempt(
+    d: Dispatcher, callback_id: str, actor: str, *, override_window: bool = False
+) -> Callback | Result:
     """The compare-and-set that makes this worker the only one to dial this attempt.
 
     Committed before the provider is called. It re-checks the row in the same write,
@@ -104,6 +127,10 @@ def start_attempt(d: Dispatcher, callback_id: str, actor: str) -> Callback | Res
     """
     now = d.clock.now()
     with d.sessions.begin() as session:
+        if not override_window and defer_if_closed(
+            session, callback_id, now=now, pacing=d.policy.pacing, actor=actor
+        ):
+            return Result.DEFERRED
         callback = transition(
             session,
             callback_id,
@@ -228,6 +255,13 @@ def _record(
                 dispatched_at=now,
                 failure_cause=None,
             )
+        case OutcomeKind.TRANSIENT if outcome.http_status == 429:
+            # Rate limited: pause the organization (or number) instead of spending retries.
+            pause = pause_for_rate_limit(
+                session, callback, outcome.retry_after, now=now, pacing=d.policy.pacing
+            )
+            detail.update(paused=pause.scope, retry_in_seconds=pause.wait.total_seconds())
+            return move(Status.SCHEDULED, Result.PAUSED, due_at=now + pause.wait, attempts=n - 1)
         case OutcomeKind.TRANSIENT if d.policy.retry.should_retry(n):
             wait = d.policy.retry.delay(n, outcome.retry_after)
             detail["retry_in_seconds"] = round(wait, 3)

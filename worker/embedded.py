@@ -1,8 +1,9 @@
 """``callbacks run``: the whole product on one machine with nothing but Python.
 
 Migrates the database, then runs a Celery worker with an embedded beat as a child
-process (the same ``celery -A worker`` the Procfile uses). With ``--demo`` it schedules a
-few callbacks seconds ahead, shows each transition, and exits once all are placed.
+process (the same ``celery -A worker`` the Procfile uses) and the admin API as a second
+one (``callbacks api``). With ``--demo`` it schedules a few callbacks seconds ahead,
+shows each transition, and exits once all are placed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from worker.clock import SystemClock
 from worker.db import migrate as migrations
 from worker.db.engine import make_engine, make_sessions
 from worker.db.models import Callback
+from worker.orgs import set_window
 from worker.scheduling import schedule
 from worker.settings import Settings
 from worker.status import SETTLED
 from worker.validation import NewCallback
+from worker.windows import DAY_MINUTES, Window
 
 DEMO_DEADLINE = 120.0
 
@@ -43,25 +46,50 @@ def worker_command(settings: Settings) -> list[str]:
     ]
 
 
+def api_command(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "worker.cli.main", "api"]
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends the API child SIGTERM if this process dies without cleaning
+    up (SIGKILL, a test's timeout), so no server is left holding the port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def run_embedded(settings: Settings, *, demo: bool) -> int:
     url = settings.effective_database_url
     migrations.upgrade(url)
     print(f"database: {url}\nbroker:   {settings.effective_broker_url}", flush=True)
     child = subprocess.Popen(worker_command(settings))  # noqa: S603  (our own command line)
+    api = subprocess.Popen(api_command(settings), preexec_fn=_die_with_parent)  # noqa: S603
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         child.send_signal(signum)
+        if api.poll() is None:
+            api.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
         if not demo:
+            # The worker decides the exit: an API that could not start (port taken) is
+            # reported by uvicorn, and callbacks are still placed.
             return child.wait()
         ok = _demo(settings)
         child.send_signal(signal.SIGTERM)  # warm shutdown: in-flight work finishes
         child.wait(timeout=60)
         return 0 if ok else 1
     finally:
+        if api.poll() is None:
+            api.send_signal(signal.SIGTERM)
+            try:
+                api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                api.kill()
         if child.poll() is None:
             child.kill()
 
@@ -80,7 +108,10 @@ def _demo(settings: Settings) -> bool:
         for i in range(3)
     ]
     with sessions.begin() as session:
-        ids = [cb.id for cb in schedule(session, new, now=now, actor="cli")]
+        # The demo runs at any hour: its organization may be called around the clock.
+        set_window(session, "org_demo", Window(0, DAY_MINUTES), None, now=now)
+        created = schedule(session, new, now=now, actor="cli", lateness=settings.lateness)
+        ids = [cb.id for cb in created]
     print(f"demo: scheduled {len(ids)} callbacks a few seconds ahead: {', '.join(ids)}", flush=True)
     seen: dict[str, str] = {}
     deadline = time.monotonic() + DEMO_DEADLINE

@@ -17,6 +17,7 @@ from worker import metrics
 from worker.claims import POLLER, claim_due
 from worker.clock import Clock
 from worker.db.models import Callback
+from worker.deferral import defer_closed
 from worker.dispatch import DispatchPolicy
 from worker.holds import PROVIDER, active_hold
 from worker.status import Status
@@ -47,13 +48,22 @@ def poll(
     if hold is not None:
         log.error("NOT DIALING until %s: %s", hold.until.isoformat(), hold.reason)
         return 0
-    total = 0
-    while total < limits.max_per_tick:
-        batch = min(limits.batch_size, limits.max_per_tick - total)
+    total = deferred = 0
+    while total + deferred < limits.max_per_tick:
+        batch = min(limits.batch_size, limits.max_per_tick - total - deferred)
         with sessions.begin() as session:
-            ids = claim_due(session, now=clock.now(), batch_size=batch, lease=policy.claim_lease)
-        if not ids:
+            now = clock.now()
+            ids = claim_due(
+                session, now=now, batch_size=batch, lease=policy.claim_lease, pacing=policy.pacing
+            )
+            claimed = len(ids)
+            # Calling windows: a claimed row outside its window goes back, due at the opening.
+            ids = defer_closed(session, ids, now=now, pacing=policy.pacing, actor=POLLER)
+        if not claimed:
             break
+        deferred += claimed - len(ids)
+        if not ids:
+            continue
         try:
             publish(ids)
         except Exception:
@@ -67,8 +77,8 @@ def poll(
             len(ids),
             ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
         )
-        if len(ids) < batch:
-            break
+        # Not `claimed < batch`: a capped number may have cut this batch short, and the next
+        # claim (seeing it full) takes the organization's other numbers.
     return total
 
 

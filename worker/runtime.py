@@ -18,6 +18,7 @@ from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer
 from worker.dialer.speko import SpekoDialer
 from worker.dispatch import Dispatcher, DispatchPolicy
+from worker.pacing import pacing_from_settings
 from worker.poller import PollLimits
 from worker.retry import RetryPolicy
 from worker.settings import Settings
@@ -66,12 +67,15 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         key_rejected_hold=timedelta(seconds=settings.key_rejected_hold),
         lateness=settings.lateness,
         redial_unknown=settings.unknown_outcome_policy == "redial-same-key",
+        pacing=pacing_from_settings(settings),
     )
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     engine = make_engine(
-        settings.effective_database_url, pool_size=settings.effective_concurrency + 2
+        settings.effective_database_url,
+        # A thread holds a connection only for its short transactions, never while dialing.
+        pool_size=max(4, settings.effective_concurrency // 4),
     )
     sessions = make_sessions(engine)
     clock = clock or SystemClock()

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import phonenumbers
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from worker.windows import valid_zone_name
+
 MAX_JSON_BYTES = 64 * 1024
 
 
@@ -33,6 +35,19 @@ def json_object(value: dict[str, Any]) -> dict[str, Any]:
 
 E164 = Annotated[str, AfterValidator(e164)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(json_object)]
+
+
+def metadata_timezone(value: dict[str, Any]) -> dict[str, Any]:
+    """``metadata.timezone``, when given, decides the calling window: it must be a real zone."""
+    if "timezone" in value:
+        tz = value["timezone"]
+        if not isinstance(tz, str):
+            raise ValueError("metadata.timezone must be an IANA time zone name (a string)")
+        valid_zone_name(tz)
+    return value
+
+
+Metadata = Annotated[JsonObject, AfterValidator(metadata_timezone)]
 Ident = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4000)]
 
@@ -53,7 +68,7 @@ class NewCallback(BaseModel):
     instructions: Text | None = None
     summary: Text | None = None
     pipeline_config: JsonObject = Field(default_factory=dict)
-    metadata: JsonObject = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     max_lateness_seconds: Annotated[int, Field(ge=60)] | None = None
     """How late it may still be placed (overrides the default); later it expires."""
 

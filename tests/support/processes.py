@@ -23,6 +23,9 @@ def service_env(**values: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "BROKER_", "SPEKO_"))
     }
+    # Process tests run in real time at any hour: an all-day calling window keeps them from
+    # being deferred to the morning (windows are tested with a frozen clock).
+    env.update(CALLING_WINDOW_START="00:00", CALLING_WINDOW_END="24:00")
     env.update(values)
     return env
 

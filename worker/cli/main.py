@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.cli import api_commands, commands
+from worker.cli import api_commands, commands, org_commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true")
 
     api_commands.add_parsers(sub)
+    org_commands.add_parsers(sub)
     return p
 
 
@@ -61,6 +62,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": commands.status,
     "api": api_commands.api,
     "api-key": api_commands.api_key,
+    "org-window": org_commands.org_window,
+    "org-pacing": org_commands.org_pacing,
 }
 
 

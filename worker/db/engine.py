@@ -13,13 +13,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,  # a connection PostgreSQL dropped is replaced, not handed out
-        pool_recycle=1800,
-    )
+    # No pool_pre_ping: it cost a round trip per checkout (14 % of worker time, measured
+    # by tests/perf). A dropped connection is invalidated on first use instead, and the
+    # callers retry that (worker.db.retry) or leave it to the reaper.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=1800)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

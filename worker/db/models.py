@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -152,3 +153,49 @@ class Hold(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrgConfig(Base):
+    """Per-organization calling window and pacing; NULL: the settings' default applies."""
+
+    __tablename__ = "org_configs"
+
+    organization_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int | None] = mapped_column(Integer)
+    """Minutes after local midnight (480 = 08:00)."""
+    window_end: Mapped[int | None] = mapped_column(Integer)
+    """Minutes after local midnight, exclusive (1260 = 21:00; below start: across midnight)."""
+    window_days: Mapped[int | None] = mapped_column(Integer)
+    """Bit mask of the days the window opens, bit 0 = Monday."""
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """IANA zone used for callees without ``metadata.timezone`` (instead of the number's)."""
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    """Callbacks ``dispatching`` at once for this organization (0: unlimited)."""
+    max_concurrent_per_number: Mapped[int | None] = mapped_column(Integer)
+    """Callbacks ``dispatching`` at once per ``phone_number_id`` (0: unlimited)."""
+    max_dials_per_minute: Mapped[int | None] = mapped_column(Integer)
+    """Sustained claim rate for this organization (0: unlimited)."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrgPacing(Base):
+    """Runtime state of an organization's dial-rate token bucket (written by the claim)."""
+
+    __tablename__ = "org_pacing"
+
+    organization_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The fair claim: a skip-scan to the next organization with scheduled work, then its
+# oldest due rows in (due_at, scheduled_at) order, so a released backlog goes out in order.
+Index(
+    "ix_callbacks_org_due",
+    Callback.organization_id,
+    Callback.due_at,
+    Callback.scheduled_at,
+    Callback.id,
+    postgresql_where=_SCHEDULED,
+    sqlite_where=_SCHEDULED,
+)
