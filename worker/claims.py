@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
@@ -49,9 +49,8 @@ def claim_due(
         # (each lasts milliseconds), and this statement runs before the claim's, so the
         # claim's snapshot sees every earlier claim committed.
         session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
-        # The pick's cost estimate (unknown LIMITs) can trip JIT compilation, which costs
-        # ~1 s for a statement that runs in milliseconds.
-        session.execute(text("SET LOCAL jit = off"))
+        # JIT is off for our connections (worker.db.engine): the pick's cost estimate
+        # tripped it, ~1 s of compiling for a statement that runs in milliseconds.
     due = (
         fair_pick(dialect, now=now, batch=batch_size, pacing=pacing)
         # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain

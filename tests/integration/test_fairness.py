@@ -84,13 +84,12 @@ def test_poll_cost_with_a_50k_backlog(pg_sessions: sessionmaker[Session]) -> Non
         rate=0,
     )
     with pg_sessions.begin() as s:
-        s.execute(text("SET LOCAL jit = off"))  # as claim_due does
-        plan = s.execute(explain).scalars()
-        lines = list(plan)
+        lines = list(s.execute(explain).scalars())
     print("\n" + "\n".join(lines))
-    total_ms = float(lines[-1].split(":")[1].split()[0])
-    assert total_ms < 50, f"the fair pick over a {BACKLOG} backlog took {total_ms} ms"
+    # The plan's shape, not its timing (figures are printed, never asserted): no full scan
+    # of callbacks, and no JIT (our connections turn it off; it cost ~1 s here).
     assert not any("Seq Scan on callbacks" in ln for ln in lines), "\n".join(lines)
+    assert not any(ln.startswith("JIT:") for ln in lines), "\n".join(lines)
     with freeze_time(NOW, tick=True), pg_sessions.begin() as s:
         began = time.perf_counter()
         ids = claim_due(s, now=NOW, batch_size=100, lease=timedelta(minutes=5))
