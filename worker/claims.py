@@ -10,6 +10,7 @@ atomic there without the lock clause.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -60,7 +61,7 @@ def claim_due(
         .cte("due")
         .prefix_with("MATERIALIZED")
     )
-    ids = bulk_transition(
+    moved = bulk_transition(
         session,
         expected=Status.SCHEDULED,
         target=Status.DISPATCHING,
@@ -70,8 +71,8 @@ def claim_due(
         detail={"via": "poll"},
         values={"lease_expires_at": now + lease, "attempt_in_flight": False},
     )
-    charge(session, ids, now=now, pacing=pacing)
-    return ids
+    charge(session, Counter(m.organization_id for m in moved), now=now, pacing=pacing)
+    return [m.id for m in moved]
 
 
 def claim_now(

@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,21 +65,14 @@ def refill(tokens: float | None, since: datetime | None, now: datetime, rate: in
     return min(burst(rate), tokens + elapsed * rate / 60.0)
 
 
-def charge(session: Session, claimed: Sequence[str], *, now: datetime, pacing: Pacing) -> None:
+def charge(session: Session, counts: Mapping[str, int], *, now: datetime, pacing: Pacing) -> None:
     """Spend one token per claimed callback from each rate-limited organization's bucket.
 
     Runs in the claim's transaction, which holds the claim lock (PostgreSQL) or the write
     lock (SQLite), so no other claim reads a bucket between the claim and this write.
     """
-    if not claimed:
+    if not counts:
         return
-    counts = dict(
-        session.execute(
-            select(Callback.organization_id, func.count())
-            .where(Callback.id.in_(claimed))
-            .group_by(Callback.organization_id)
-        ).all()
-    )
     rates = dict(
         session.execute(
             select(OrgConfig.organization_id, OrgConfig.max_dials_per_minute).where(

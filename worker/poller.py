@@ -87,7 +87,7 @@ def release(
 ) -> list[str]:
     """Give claims back (``dispatching`` → ``scheduled``) if no attempt has started on them."""
     with sessions.begin() as session:
-        return bulk_transition(
+        moved = bulk_transition(
             session,
             expected=Status.DISPATCHING,
             target=Status.SCHEDULED,
@@ -97,3 +97,4 @@ def release(
             detail={"why": why},
             values={"lease_expires_at": None},
         )
+    return [m.id for m in moved]

@@ -47,7 +47,7 @@ def reap(
     now = clock.now()
     result = Reaped()
     with sessions.begin() as session:
-        result.requeued = bulk_transition(
+        moved = bulk_transition(
             session,
             expected=Status.DISPATCHING,
             target=Status.SCHEDULED,
@@ -57,6 +57,7 @@ def reap(
             detail={"why": "claim lease ran out before any attempt started"},
             values={"lease_expires_at": None},
         )
+        result.requeued = [m.id for m in moved]
     with sessions.begin() as session:
         stuck: Sequence[tuple[str, int]] = session.execute(
             select(Callback.id, Callback.attempts)

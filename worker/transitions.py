@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, String, Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback, CallbackEvent
+from worker.db.types import JsonDocument, UTCDateTime
 from worker.status import Status, check_transition
 
 log = logging.getLogger(__name__)
+EVENTS: Table = CallbackEvent.metadata.tables[CallbackEvent.__tablename__]
+EVENT_CHUNK = 1000
 
 
 def transition(
@@ -66,20 +69,23 @@ def record(
 ) -> None:
     if not callback_ids:
         return
-    session.execute(
-        insert(CallbackEvent),
-        [
-            {
-                "callback_id": cid,
-                "at": now,
-                "from_status": from_status,
-                "to_status": to_status,
-                "actor": actor,
-                "detail": dict(detail or {}),
-            }
-            for cid in callback_ids
-        ],
-    )
+    # One INSERT ... SELECT over the moved ids (an expanding IN, so the statement is
+    # compiled once): per-row inserts were a fifth of a claim's time (tests/perf).
+    for start in range(0, len(callback_ids), EVENT_CHUNK):
+        chunk = callback_ids[start : start + EVENT_CHUNK]
+        session.execute(
+            insert(EVENTS).from_select(
+                ["callback_id", "at", "from_status", "to_status", "actor", "detail"],
+                select(
+                    Callback.id,
+                    literal(now, UTCDateTime()),
+                    literal(from_status, String()),
+                    literal(to_status, String()),
+                    literal(actor, String()),
+                    literal(dict(detail or {}), JsonDocument),
+                ).where(Callback.id.in_(chunk)),
+            )
+        )
 
 
 def current_status(session: Session, callback_id: str) -> Status | None:
@@ -97,8 +103,8 @@ def bulk_transition(
     guards: Sequence[ColumnElement[bool]],
     detail: Mapping[str, Any] | None = None,
     values: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """The same conditional write for every row matching ``guards``; returns the ids moved."""
+) -> list[Moved]:
+    """The same conditional write for every row matching ``guards``; returns what moved."""
     check_transition(expected, target)
     rows = session.execute(
         update(Callback)
@@ -107,18 +113,32 @@ def bulk_transition(
         .returning(Callback.id, Callback.organization_id, Callback.attempts)
         .execution_options(synchronize_session=False)
     ).all()
-    ids = [r.id for r in rows]
+    moved = [Moved(r.id, r.organization_id) for r in rows]
+    ids = [m.id for m in moved]
     record(session, ids, expected, target, now, actor, detail)
-    for r in rows:
-        _log(
-            r.id,
-            r.organization_id,
+    if moved:
+        # One line per batch (a line per row was ~20 % of a claim); it names every id.
+        log.info(
+            "%d callbacks: %s -> %s by %s",
+            len(moved),
             expected,
             target,
             actor,
-            {"attempt": r.attempts, **(detail or {})},
+            extra={
+                "callback_ids": ids,
+                "organization_ids": sorted({m.organization_id for m in moved}),
+                "from_status": str(expected),
+                "to_status": str(target),
+                "actor": actor,
+                "why": dict(detail or {}),
+            },
         )
-    return ids
+    return moved
+
+
+class Moved(NamedTuple):
+    id: str
+    organization_id: str
 
 
 def _log(
