@@ -57,7 +57,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     else:
         # Redis redelivers an unacked message after this long: far above the longest task,
         # so a slow dial is never handed to a second worker while it still runs.
-        transport_options = {"visibility_timeout": 3600}
+        transport_options = {
+            "visibility_timeout": 3600,
+            # A broker that drops packets must fail a publish fast (the API answers 503),
+            # not hang it.
+            "socket_connect_timeout": 5,
+            "socket_timeout": 10,
+        }
     return {
         "broker_url": settings.effective_broker_url,
         "broker_transport_options": transport_options,

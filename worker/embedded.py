@@ -51,8 +51,8 @@ def api_command(settings: Settings) -> list[str]:
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel sends the API child SIGTERM if this process dies without cleaning
-    up (SIGKILL, a test's timeout), so no server is left holding the port."""
+    """Linux: the kernel sends a child SIGTERM if this process dies without cleaning up
+    (SIGKILL, a test's timeout), so no worker or server is left behind."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -64,7 +64,7 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
     url = settings.effective_database_url
     migrations.upgrade(url)
     print(f"database: {url}\nbroker:   {settings.effective_broker_url}", flush=True)
-    child = subprocess.Popen(worker_command(settings))  # noqa: S603  (our own command line)
+    child = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent)  # noqa: S603
     api = subprocess.Popen(api_command(settings), preexec_fn=_die_with_parent)  # noqa: S603
 
     def forward(signum: int, _frame: FrameType | None) -> None:

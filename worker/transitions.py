@@ -47,7 +47,8 @@ def transition(
         .where(Callback.id == callback_id, Callback.status == expected, *guards)
         .values(status=target, updated_at=now, **(values or {}))
         .returning(Callback)
-        .execution_options(synchronize_session=False)
+        # populate_existing: a row already loaded in this session takes the new values.
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     row = session.execute(stmt).scalar_one_or_none()
     if row is None:

@@ -7,6 +7,7 @@ Celery app on Redis; dispatch messages are read back from the Redis queue itself
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.databases import REDIS_URL
 from tests.support.factories import T0
 from worker.api.app import create_app
 from worker.apikeys import create_key, revoke_key
@@ -55,9 +57,23 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# A Redis database of their own: these tests read dispatch messages back from the queue,
+# and a Celery worker of another test (or of a parallel run on the same machine) on the
+# shared database would consume them first.
+API_REDIS_URL = os.environ.get("TEST_API_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/12")
+
+
 @pytest.fixture
-def api_settings(pg_url: str, redis_url: str) -> Settings:
-    return Settings(database_url=pg_url, broker_url=redis_url)
+def api_redis_url() -> str:
+    client = redis.Redis.from_url(API_REDIS_URL)
+    client.flushdb()
+    client.close()
+    return API_REDIS_URL
+
+
+@pytest.fixture
+def api_settings(pg_url: str, api_redis_url: str) -> Settings:
+    return Settings(database_url=pg_url, broker_url=api_redis_url)
 
 
 @pytest.fixture

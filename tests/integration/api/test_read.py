@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -78,7 +79,10 @@ def test_limit_defaults_to_25_and_accepts_1_to_100(
     with pg_sessions.begin() as s:
         for i in range(101):
             make_callback(s, created_at=T0 - timedelta(minutes=i))
-    get = lambda q: client.get(f"/v1/callbacks{q}", headers=bearer(keys.a))  # noqa: E731
+
+    def get(query: str) -> Any:
+        return client.get(f"/v1/callbacks{query}", headers=bearer(keys.a))
+
     assert len(get("").json()["callbacks"]) == 25
     assert len(get("?limit=1").json()["callbacks"]) == 1
     assert len(get("?limit=100").json()["callbacks"]) == 100

@@ -1,0 +1,68 @@
+"""The served document is the platform's published excerpt for /v1/callbacks*, verbatim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.api.openapi import document
+
+EXCERPT = Path(__file__).resolve().parents[4] / "shared" / "spec" / "speko-openapi-excerpt.json"
+OPERATIONS = {
+    ("/v1/callbacks", "get"): "listScheduledCallbacks",
+    ("/v1/callbacks/{id}", "get"): "getScheduledCallback",
+    ("/v1/callbacks/{id}/cancel", "post"): "cancelScheduledCallback",
+    ("/v1/callbacks/{id}/dispatch", "post"): "dispatchScheduledCallback",
+}
+
+
+@pytest.fixture(scope="module")
+def excerpt() -> dict[str, Any]:
+    if not EXCERPT.exists():
+        pytest.skip(f"the platform's excerpt is not beside the repository ({EXCERPT})")
+    data: dict[str, Any] = json.loads(EXCERPT.read_text())
+    return data
+
+
+def refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(refs(v) for v in node))
+    return set()
+
+
+def test_paths_are_the_excerpts_callback_paths_verbatim(excerpt: dict[str, Any]) -> None:
+    theirs = {p: v for p, v in excerpt["paths"].items() if p.startswith("/v1/callbacks")}
+    assert document()["paths"] == theirs
+
+
+def test_every_component_used_is_the_excerpts_own(excerpt: dict[str, Any]) -> None:
+    ours = document()
+    pending, seen = refs(ours["paths"]), set()
+    while pending:
+        ref = pending.pop()
+        seen.add(ref)
+        _, _, kind, name = ref.split("/")
+        assert ours["components"][kind][name] == excerpt["components"][kind][name], ref
+        pending |= refs(ours["components"][kind][name]) - seen
+    assert ours["components"]["securitySchemes"] == excerpt["components"]["securitySchemes"]
+    assert ours["security"] == excerpt["security"] == [{"bearerAuth": []}]
+    assert ours["openapi"] == excerpt["openapi"]
+
+
+def test_operation_ids() -> None:
+    paths = document()["paths"]
+    assert {(p, m): op["operationId"] for p, ops in paths.items() for m, op in ops.items()} == (
+        OPERATIONS
+    )
+
+
+def test_nullable_fields_are_marked() -> None:
+    schema = document()["components"]["schemas"]["ScheduledCallback"]
+    nullable = {name for name, prop in schema["properties"].items() if prop.get("nullable")}
+    assert nullable == set(schema["properties"]) - set(schema["required"])

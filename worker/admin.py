@@ -1,0 +1,289 @@
+"""What the admin API does to callbacks, without HTTP: list, get, cancel, dispatch.
+
+Every function is scoped to one organization: another organization's callback is
+:class:`CallbackNotFound`, exactly like a missing one (invariant 8). Every status change
+is one conditional write through :func:`worker.transitions.transition`, recorded with
+the acting key (``api:<key id>``) and, for a cancel, the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.clock import Clock
+from worker.db.models import Callback
+from worker.status import Status
+from worker.transitions import transition
+
+log = logging.getLogger(__name__)
+
+# A row can move between our failed write and our read of it (a claim released back to
+# scheduled); try again a few times rather than answer with a stale conflict.
+RACE_RETRIES = 3
+
+Publish = Callable[[str], None]
+
+
+class CallbackNotFound(LookupError):
+    """No such callback in this organization (it may exist in another one)."""
+
+
+class StatusConflict(Exception):
+    def __init__(self, action: str, current: Status) -> None:
+        super().__init__(f"cannot {action} a callback that is {current}")
+        self.action = action
+        self.current = current
+
+
+class PublishFailed(Exception):
+    """The dispatch message could not be sent; the callback was put back as it was."""
+
+
+def actor_for(key_id: str) -> str:
+    return f"api:{key_id}"
+
+
+def mask_number(number: str | None) -> str:
+    """A phone number for logs: all but the last four digits hidden."""
+    if not number:
+        return "-"
+    return "*" * max(len(number) - 4, 0) + number[-4:]
+
+
+def storable(value: str) -> bool:
+    """Whether a string can be sent to the database at all (PostgreSQL refuses NUL)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def list_query(
+    organization_id: str,
+    *,
+    status: Status | None = None,
+    source_session_id: str | None = None,
+    limit: int = 25,
+) -> Select[Callback]:
+    """Newest first; ties on ``created_at`` broken by id, so pages are deterministic.
+
+    The order matches the ``(organization_id, [status | source_session_id,] created_at,
+    id)`` indexes, so PostgreSQL walks an index backwards and stops after ``limit`` rows.
+    """
+    query = select(Callback).where(Callback.organization_id == organization_id)
+    if status is not None:
+        query = query.where(Callback.status == status)
+    if source_session_id is not None:
+        query = query.where(Callback.source_session_id == source_session_id)
+    return query.order_by(Callback.created_at.desc(), Callback.id.desc()).limit(limit)
+
+
+def list_callbacks(
+    session: Session,
+    organization_id: str,
+    *,
+    status: Status | None = None,
+    source_session_id: str | None = None,
+    limit: int = 25,
+) -> list[Callback]:
+    if source_session_id is not None and not storable(source_session_id):
+        return []
+    query = list_query(
+        organization_id, status=status, source_session_id=source_session_id, limit=limit
+    )
+    return list(session.scalars(query))
+
+
+def get_callback(session: Session, organization_id: str, callback_id: str) -> Callback:
+    if not storable(callback_id):
+        raise CallbackNotFound(callback_id)
+    # populate_existing: a row read earlier in this session may have moved since.
+    cb = session.scalar(
+        select(Callback)
+        .where(Callback.id == callback_id, Callback.organization_id == organization_id)
+        .execution_options(populate_existing=True)
+    )
+    if cb is None:
+        raise CallbackNotFound(callback_id)
+    return cb
+
+
+def _peek(session: Session, organization_id: str, callback_id: str) -> Callback:
+    """The row as it is now, detached: a later ``UPDATE ... RETURNING`` of the same row
+    would otherwise hand back this object with its old values (the identity map)."""
+    cb = get_callback(session, organization_id, callback_id)
+    session.expunge(cb)
+    return cb
+
+
+def cancel(
+    session: Session,
+    organization_id: str,
+    callback_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None,
+) -> Callback:
+    """``scheduled`` → ``cancelled``; an already cancelled callback is returned unchanged.
+
+    The cancel and the claim are both conditional on ``scheduled``, so exactly one wins;
+    a dial only starts from ``dispatching``, so once a cancel commits no dial can start.
+    """
+    if not storable(callback_id):
+        raise CallbackNotFound(callback_id)
+    for _ in range(RACE_RETRIES):
+        cb = transition(
+            session,
+            callback_id,
+            expected=Status.SCHEDULED,
+            target=Status.CANCELLED,
+            now=now,
+            actor=actor,
+            detail={"reason": reason},
+            values={"cancelled_at": now, "lease_expires_at": None},
+            guards=[Callback.organization_id == organization_id],
+        )
+        if cb is not None:
+            log.info("callback %s (to %s) cancelled by %s", cb.id, mask_number(cb.to_number), actor)
+            return cb
+        current = _peek(session, organization_id, callback_id)
+        if current.status == Status.CANCELLED:
+            return current
+        if current.status != Status.SCHEDULED:
+            raise StatusConflict("cancel", Status(current.status))
+    raise StatusConflict("cancel", Status.SCHEDULED)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A callback the API moved to ``dispatching``, and what to restore if the send fails."""
+
+    callback: Callback
+    previous: Status
+    previous_round: int
+    previous_failure_cause: str | None
+
+
+def claim_for_dispatch(
+    session: Session,
+    organization_id: str,
+    callback_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    lease: timedelta,
+) -> Claimed:
+    """``scheduled`` → ``dispatching`` whatever its ``scheduled_at``, or ``failed`` →
+    ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
+    """
+    claim = {"lease_expires_at": now + lease, "attempt_in_flight": False}
+    for _ in range(RACE_RETRIES):
+        current = _peek(session, organization_id, callback_id)
+        previous = Status(current.status)
+        previous_round, previous_cause = current.dispatch_round, current.failure_cause
+        if previous == Status.SCHEDULED:
+            cb = transition(
+                session,
+                callback_id,
+                expected=Status.SCHEDULED,
+                target=Status.DISPATCHING,
+                now=now,
+                actor=actor,
+                detail={"via": "api"},
+                values=claim,
+                guards=[Callback.organization_id == organization_id],
+            )
+        elif previous == Status.FAILED:
+            # The cause and round read above are only kept for an undo; the write is
+            # still conditional on both, so a change in between makes it miss, not clobber.
+            cb = transition(
+                session,
+                callback_id,
+                expected=Status.FAILED,
+                target=Status.DISPATCHING,
+                now=now,
+                actor=actor,
+                detail={"via": "api", "retry_of": previous_cause},
+                values={**claim, "dispatch_round": previous_round + 1, "failure_cause": None},
+                guards=[
+                    Callback.organization_id == organization_id,
+                    Callback.dispatch_round == previous_round,
+                ],
+            )
+        else:
+            raise StatusConflict("dispatch", previous)
+        if cb is not None:
+            return Claimed(cb, previous, previous_round, previous_cause)
+    raise StatusConflict("dispatch", Status.DISPATCHING)
+
+
+def undo_claim(session: Session, claimed: Claimed, *, now: datetime, actor: str) -> bool:
+    """Put a claim whose message was never sent back as it was, if no attempt started."""
+    cb = claimed.callback
+    restore: dict[str, object] = {"lease_expires_at": None}
+    if claimed.previous == Status.FAILED:
+        restore |= {
+            "dispatch_round": claimed.previous_round,
+            "failure_cause": claimed.previous_failure_cause,
+        }
+    undone = transition(
+        session,
+        cb.id,
+        expected=Status.DISPATCHING,
+        target=claimed.previous,
+        now=now,
+        actor=actor,
+        detail={"why": "broker unreachable: dispatch message not sent"},
+        values=restore,
+        guards=[
+            Callback.attempt_in_flight.is_(False),
+            Callback.attempts == cb.attempts,
+            Callback.dispatch_round == cb.dispatch_round,
+        ],
+    )
+    return undone is not None
+
+
+def dispatch_now(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    publish: Publish,
+    organization_id: str,
+    callback_id: str,
+    *,
+    actor: str,
+    lease: timedelta,
+) -> Callback:
+    """Claim, commit, then send the dispatch message; if sending fails, undo the claim.
+
+    The claim commits first so a message never names a row that is not yet claimed. If
+    the undo itself cannot be written, the claim's lease runs out and the reaper
+    re-queues it (no attempt started), so the callback is never stranded.
+    """
+    with sessions.begin() as session:
+        claimed = claim_for_dispatch(
+            session, organization_id, callback_id, now=clock.now(), actor=actor, lease=lease
+        )
+    try:
+        publish(claimed.callback.id)
+    except Exception as exc:
+        log.warning("callback %s: dispatch message not sent (%s); undoing", callback_id, exc)
+        with sessions.begin() as session:
+            undone = undo_claim(session, claimed, now=clock.now(), actor=actor)
+            if not undone:
+                # A worker got the message after all and started the attempt: it goes on.
+                return get_callback(session, organization_id, callback_id)
+        raise PublishFailed(str(exc)) from exc
+    cb = claimed.callback
+    log.info("callback %s (to %s) dispatched by %s", cb.id, mask_number(cb.to_number), actor)
+    return cb

@@ -1,0 +1,30 @@
+"""What every route needs, wired once per app and handed out as ``Annotated`` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.admin import Publish
+from worker.api.broker import Probe
+from worker.clock import Clock
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    sessions: sessionmaker[Session]
+    clock: Clock
+    publish: Publish
+    broker_probe: Probe
+    claim_lease: timedelta
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, request.app.state.context)
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
