@@ -222,6 +222,7 @@ def _record(
         "http_status": outcome.http_status,
         "provider_code": outcome.provider_code,
         "cause": outcome.cause or None,
+        "maybe_placed": outcome.maybe_placed or None,
     }
     done = {"attempt_in_flight": False, "lease_expires_at": None}
     this_attempt = [Callback.attempts == n, Callback.attempt_in_flight.is_(True)]
@@ -311,7 +312,19 @@ def _exhausted_cause(session: Session, callback_id: str, n: int, last: DialOutco
         )
         .order_by(CallbackEvent.id)
     ).all()
-    causes = [str(e["cause"]) for e in earlier if e.get("outcome") == OutcomeKind.TRANSIENT]
-    causes = [*causes, last.cause][-n:]
-    listed = "; ".join(f"#{i}: {c}" for i, c in enumerate(causes, start=1))
-    return f"gave up after {n} attempts ({listed})"
+    tries = [
+        (str(e["cause"]), bool(e.get("maybe_placed")))
+        for e in earlier
+        if e.get("outcome") == OutcomeKind.TRANSIENT
+    ]
+    tries = [*tries, (last.cause, last.maybe_placed)][-n:]
+    listed = "; ".join(f"#{i}: {c}" for i, (c, _) in enumerate(tries, start=1))
+    cause = f"gave up after {n} attempts ({listed})"
+    if any(maybe for _, maybe in tries):
+        # A timed-out request may have rung the phone: say so, so that nobody retries it
+        # by hand (a new dispatch round has a new Idempotency-Key) without checking first.
+        return (
+            "outcome unknown: an attempt timed out after the request was sent, so the call "
+            f"may have been placed; {cause}"
+        )
+    return cause

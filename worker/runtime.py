@@ -58,7 +58,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
     return DispatchPolicy(
         claim_lease=timedelta(seconds=settings.claim_lease),
         # Well past the longest dial, so a live attempt is never taken for a dead one.
-        attempt_lease=timedelta(seconds=longest_dial * 4 + 60),
+        attempt_lease=timedelta(seconds=settings.attempt_lease or longest_dial * 4 + 60),
         retry=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_delay=settings.retry_base_delay,

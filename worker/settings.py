@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     poll_max_per_tick: int = Field(default=2_000, ge=1)
     claim_lease: PositiveSeconds = 300.0
     """How long a claimed, not yet started callback may wait for a worker."""
+    attempt_lease: PositiveSeconds | None = None
+    """How long an attempt may run before the reaper calls its outcome unknown
+    (default: 4 x the longest dial + 60 s; never set it below the longest dial)."""
 
     callback_max_lateness: float = Field(default=4 * 3600, ge=0)
     """Seconds after scheduled_at a callback may still be placed; later it expires (0: never)."""
@@ -100,6 +103,17 @@ class Settings(BaseSettings):
         if value and not value.startswith(("postgresql+psycopg://", "sqlite://", "sqlite+")):
             raise ValueError("must be a postgresql+psycopg://... or sqlite:///... SQLAlchemy URL")
         return value
+
+    @model_validator(mode="after")
+    def _attempt_lease_above_dial(self) -> Settings:
+        longest_dial = self.dialer_connect_timeout + self.dialer_read_timeout
+        if self.attempt_lease is not None and self.attempt_lease <= longest_dial:
+            # A live attempt would be taken for a dead one and failed as "outcome unknown".
+            raise ValueError(
+                f"ATTEMPT_LEASE must be above the longest dial ({longest_dial:g} s: "
+                "DIALER_CONNECT_TIMEOUT + DIALER_READ_TIMEOUT)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _key_with_url(self) -> Settings:

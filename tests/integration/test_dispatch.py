@@ -242,3 +242,18 @@ def test_outcome_is_not_written_over_an_attempt_resolved_elsewhere(
     assert result is Result.SKIPPED
     cb = _get(sessions, cid)
     assert (cb.status, cb.failure_cause, cb.created_session_id) == (Status.FAILED, "reaped", None)
+
+
+def test_exhausted_retries_after_a_timeout_say_the_outcome_is_unknown(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A request that timed out may have rung: the cause must stop a blind manual retry."""
+    cid = _claimed(sessions, attempts=2)
+    timed_out = DialOutcome(
+        OutcomeKind.TRANSIENT, "provider did not answer in time (read timeout)", maybe_placed=True
+    )
+    d = _dispatcher(sessions, ScriptedDialer([timed_out]))
+    assert dispatch(d, cid, manual=False) is Result.FAILED
+    cause = _get(sessions, cid).failure_cause or ""
+    assert cause.startswith("outcome unknown: an attempt timed out after the request was sent")
+    assert "gave up after 3 attempts" in cause

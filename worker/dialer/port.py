@@ -40,6 +40,8 @@ class DialOutcome:
     http_status: int | None = None
     provider_code: str | None = None
     retry_after: float | None = None
+    maybe_placed: bool = False
+    """The request reached the provider but no answer came back: it may have rung."""
     detail: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -66,9 +66,9 @@ class SpekoDialer:
         except ReadTimeoutError:
             # The request was sent: the provider may have placed the call. Re-sending is
             # safe only with this same Idempotency-Key, which the retry path keeps.
-            return _transient("provider did not answer in time (read timeout)")
+            return _transient("provider did not answer in time (read timeout)", maybe_placed=True)
         except ProtocolError as exc:
-            return _transient(f"connection to provider broke: {_short(exc)}")
+            return _transient(f"connection to provider broke: {_short(exc)}", maybe_placed=True)
         except HTTPError as exc:
             return _transient(f"could not reach provider: {_short(exc)}")
         return classify(response.status, response.data, response.headers.get("Retry-After"))
@@ -157,5 +157,5 @@ def _short(exc: BaseException) -> str:
     return str(exc)[:MAX_ERROR_TEXT]
 
 
-def _transient(cause: str) -> DialOutcome:
-    return DialOutcome(OutcomeKind.TRANSIENT, cause)
+def _transient(cause: str, *, maybe_placed: bool = False) -> DialOutcome:
+    return DialOutcome(OutcomeKind.TRANSIENT, cause, maybe_placed=maybe_placed)

@@ -89,6 +89,7 @@ def test_read_timeout_is_transient(provider: Provider) -> None:
     d.close()
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert "read timeout" in outcome.cause
+    assert outcome.maybe_placed, "the request was sent: it may have rung"
 
 
 def test_connection_refused_is_transient() -> None:
@@ -100,6 +101,7 @@ def test_connection_refused_is_transient() -> None:
     d.close()
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert "could not reach provider" in outcome.cause
+    assert not outcome.maybe_placed
 
 
 def test_wrong_key_is_rejected_by_the_stand_in(provider: Provider) -> None:

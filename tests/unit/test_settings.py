@@ -1,0 +1,36 @@
+import pytest
+
+from worker.settings import ConfigurationError, load_settings
+
+
+def test_defaults_select_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "BROKER_URL", "SPEKO_API_URL", "SPEKO_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert s.embedded
+    assert s.effective_database_url.startswith("sqlite:///")
+    assert s.effective_broker_url == "filesystem://"
+    assert s.effective_log_format == "console"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"POLL_INTERVAL": "0"}, "POLL_INTERVAL"),
+        ({"SPEKO_API_URL": "http://127.0.0.1:9"}, "SPEKO_API_KEY must be set"),
+        ({"SPEKO_API_URL": "not a url", "SPEKO_API_KEY": "k"}, "SPEKO_API_URL"),
+        ({"ATTEMPT_LEASE": "10"}, "ATTEMPT_LEASE must be above the longest dial"),
+        ({"WORKER_POOL": "fibers"}, "WORKER_POOL"),
+        ({"UNKNOWN_OUTCOME_POLICY": "guess"}, "UNKNOWN_OUTCOME_POLICY"),
+    ],
+)
+def test_invalid_configuration_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as err:
+        load_settings()
+    assert message in str(err.value)
+    assert "sk_" not in str(err.value)
