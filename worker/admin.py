@@ -172,6 +172,7 @@ class Claimed:
     previous: Status
     previous_round: int
     previous_failure_cause: str | None
+    previous_expires_at: datetime | None
 
 
 def claim_for_dispatch(
@@ -182,11 +183,17 @@ def claim_for_dispatch(
     now: datetime,
     actor: str,
     lease: timedelta,
+    lateness: timedelta | None = None,
 ) -> Claimed:
     """``scheduled`` → ``dispatching`` whatever its ``scheduled_at``, or ``failed`` →
     ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
     """
-    claim = {"lease_expires_at": now + lease, "attempt_in_flight": False}
+    # An operator asked for it now: its expiry restarts from now, as for the manual task.
+    claim = {
+        "lease_expires_at": now + lease,
+        "attempt_in_flight": False,
+        "expires_at": None if lateness is None else now + lateness,
+    }
     for _ in range(RACE_RETRIES):
         current = _peek(session, organization_id, callback_id)
         previous = Status(current.status)
@@ -223,14 +230,17 @@ def claim_for_dispatch(
         else:
             raise StatusConflict("dispatch", previous)
         if cb is not None:
-            return Claimed(cb, previous, previous_round, previous_cause)
+            return Claimed(cb, previous, previous_round, previous_cause, current.expires_at)
     raise StatusConflict("dispatch", Status.DISPATCHING)
 
 
 def undo_claim(session: Session, claimed: Claimed, *, now: datetime, actor: str) -> bool:
     """Put a claim whose message was never sent back as it was, if no attempt started."""
     cb = claimed.callback
-    restore: dict[str, object] = {"lease_expires_at": None}
+    restore: dict[str, object] = {
+        "lease_expires_at": None,
+        "expires_at": claimed.previous_expires_at,
+    }
     if claimed.previous == Status.FAILED:
         restore |= {
             "dispatch_round": claimed.previous_round,
@@ -263,6 +273,7 @@ def dispatch_now(
     *,
     actor: str,
     lease: timedelta,
+    lateness: timedelta | None = None,
 ) -> Callback:
     """Claim, commit, then send the dispatch message; if sending fails, undo the claim.
 
@@ -272,7 +283,13 @@ def dispatch_now(
     """
     with sessions.begin() as session:
         claimed = claim_for_dispatch(
-            session, organization_id, callback_id, now=clock.now(), actor=actor, lease=lease
+            session,
+            organization_id,
+            callback_id,
+            now=clock.now(),
+            actor=actor,
+            lease=lease,
+            lateness=lateness,
         )
     try:
         publish(claimed.callback.id)

@@ -69,6 +69,7 @@ def create_app(
         publish=publish,
         broker_probe=broker_probe,
         claim_lease=timedelta(seconds=settings.claim_lease),
+        lateness=settings.lateness,
     )
     spec = document()
 

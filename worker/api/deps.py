@@ -21,6 +21,8 @@ class ApiContext:
     publish: Publish
     broker_probe: Probe
     claim_lease: timedelta
+    lateness: timedelta | None = None
+    """A manual dispatch may be placed this long from now (CALLBACK_MAX_LATENESS)."""
 
 
 def get_context(request: Request) -> ApiContext:

@@ -141,6 +141,7 @@ def test_dispatch_scheduled_now_whatever_scheduled_at(
     assert r.json() == callback_view(row(pg_sessions, cb.id))
     stored = row(pg_sessions, cb.id)
     assert stored.lease_expires_at == NOW + timedelta(seconds=300)
+    assert stored.expires_at == NOW + timedelta(hours=4), "an operator's now restarts expiry"
     assert stored.attempt_in_flight is False
     assert stored.dispatch_round == 1
     assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
@@ -164,6 +165,7 @@ def test_dispatch_failed_is_an_operators_retry_with_a_new_idempotency_key(
     assert r.json()["failure_cause"] is None
     stored = row(pg_sessions, cb.id)
     assert stored.dispatch_round == 2
+    assert stored.expires_at == NOW + timedelta(hours=4)
     assert stored.idempotency_key != old_key
     assert stored.attempt_in_flight is False
     assert stored.lease_expires_at == NOW + timedelta(seconds=300)

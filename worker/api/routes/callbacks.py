@@ -114,5 +114,6 @@ def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
         id,
         actor=admin.actor_for(caller.id),
         lease=ctx.claim_lease,
+        lateness=ctx.lateness,
     )
     return JSONResponse(callback_view(cb))
