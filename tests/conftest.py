@@ -16,6 +16,7 @@ from tests.support.provider import Provider
 from worker.db.engine import make_engine, make_sessions
 from worker.db.migrate import upgrade
 from worker.db.models import Base
+from worker.db.retry import on_fresh_connection
 
 TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
 
@@ -38,8 +39,13 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def pg_sessions(pg_engine: Engine) -> sessionmaker[Session]:
-    with pg_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    def truncate() -> None:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+    # A chaos or crash test before this one may have killed the pool's connections; the
+    # product's own recovery (one retry on a fresh connection) applies here too.
+    on_fresh_connection(truncate)
     return make_sessions(pg_engine)
 
 
