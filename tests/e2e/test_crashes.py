@@ -419,13 +419,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
             print(cid, n, [(e.actor, e.to_status, e.detail) for e in events(pg_sessions, cid)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="celery 5.7 / kombu 5.7: a worker holding an unacked message when Redis goes away "
-    "dies with 'Unrecoverable error: AttributeError: NoneType has no attribute hostname' "
-    "(kombu redis restore_unacked on close) instead of reconnecting",
-)
-def test_worker_process_survives_redis_restart_while_a_task_runs(
+def test_redis_restart_while_a_task_runs_is_ridden_out_or_restarted(
     pg_url: str,
     pg_sessions: sessionmaker[Session],
     redis_url: str,
@@ -433,7 +427,11 @@ def test_worker_process_survives_redis_restart_while_a_task_runs(
     ledger: CallLedger,
     tmp_path: Path,
 ) -> None:
-    """(d) The worker should ride out a Redis restart: reconnect and keep dispatching."""
+    """(d) Redis restarts during a dial. Celery 5.7 / kombu 5.7 sometimes reconnects and
+    sometimes exits the worker ('Unrecoverable error: AttributeError: NoneType has no
+    attribute hostname', kombu's restore_unacked on close; seen both ways here). Either way
+    the supervisor (systemd Restart=always, Kubernetes) starts it again, and every callback
+    is placed exactly once."""
     stopped = threading.Event()
 
     def stop_redis_during_the_dial(req: Received) -> Reply:
@@ -452,16 +450,23 @@ def test_worker_process_survives_redis_restart_while_a_task_runs(
         time.sleep(2)
         restart_redis(down_for=0)
         later = schedule_callbacks(pg_sessions, 1)
-        try:
-            wait_until(
-                lambda: (
-                    unfinished(pg_sessions, first + later) == 0
-                    or procs.running["worker"].poll() is not None
-                ),
-                timeout=60,
-                what="the worker dispatching after Redis came back",
-            )
-        finally:
-            log = procs.log("worker")
-        assert procs.running["worker"].poll() is None, log[-3000:]
-        assert unfinished(pg_sessions, first + later) == 0
+        wait_until(
+            lambda: (
+                unfinished(pg_sessions, first + later) == 0
+                or procs.running["worker"].poll() is not None
+            ),
+            timeout=60,
+            what="the worker dispatching after Redis came back, or exiting",
+        )
+        survived = procs.running["worker"].poll() is None
+        if not survived:
+            _start_worker(procs, "worker-restarted")  # what the supervisor does
+        wait_until(
+            lambda: unfinished(pg_sessions, first + later) == 0,
+            timeout=120,
+            what="every callback placed",
+        )
+    assert ledger.duplicates() == {}, "a person was called twice"
+    assert provider.duplicates == 0
+    what = "reconnected" if survived else "exited and was restarted"
+    print(f"\nredis restart mid-dial: the worker {what}")
