@@ -56,9 +56,12 @@ class Settings(BaseSettings):
     calling_window_days: str = "daily"
     calling_fallback_timezone: str = "UTC"
     """Zone for a number whose zone phonenumbers does not know (and no other is given)."""
-    max_concurrent_per_org: int = Field(default=100, ge=0)
+    # Caps are opt-in (0: unlimited). A cap counts claimed callbacks too, so it also bounds
+    # an organization to about cap / POLL_INTERVAL dials a second: the default of 100
+    # capped a one-organization drain at ~95/s (tests/perf), far below what the worker does.
+    max_concurrent_per_org: int = Field(default=0, ge=0)
     """Callbacks ``dispatching`` at once per organization (0: unlimited)."""
-    max_concurrent_per_number: int = Field(default=10, ge=0)
+    max_concurrent_per_number: int = Field(default=0, ge=0)
     """Callbacks ``dispatching`` at once per phone_number_id (0: unlimited)."""
     max_dials_per_minute_per_org: int = Field(default=0, ge=0)
     """Sustained dial (claim) rate per organization (0: unlimited)."""
