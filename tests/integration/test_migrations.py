@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from worker.db.migrate import upgrade
 from worker.db.models import Base
@@ -32,3 +32,16 @@ def test_migrate_is_idempotent(sqlite_url: str, pg_url: str) -> None:
     upgrade(pg_url)
     assert _diff(sqlite_url) == []
     assert _diff(pg_url) == []
+
+
+def test_postgres_callbacks_table_vacuums_early(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            options = conn.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = 'callbacks'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert "autovacuum_vacuum_scale_factor=0.01" in options
+    assert "autovacuum_vacuum_cost_delay=0" in options
