@@ -1,0 +1,89 @@
+"""The dispatch path alone, no Celery: claimed callbacks dispatched through the log
+dialer from N threads against a fresh PostgreSQL database. It shows what bounds a worker
+process: per-callback Python and round trips under one GIL, not the thread count.
+
+    python -m tests.perf.bench_dispatch [--callbacks 1000] [--threads 1 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import threading
+import time
+from datetime import timedelta
+
+from tests.support.databases import fresh_postgres_database, sqlalchemy_url
+from worker.claims import claim_due
+from worker.clock import SystemClock
+from worker.db.engine import make_engine, make_sessions
+from worker.db.migrate import upgrade
+from worker.dialer.log import LogDialer
+from worker.dispatch import Dispatcher, DispatchPolicy, dispatch
+from worker.logs import configure_logging
+from worker.scheduling import schedule
+from worker.settings import Settings
+from worker.validation import NewCallback
+
+
+def run(callbacks: int, threads: int) -> float:
+    """Dispatch ``callbacks`` claimed callbacks from ``threads`` threads; callbacks/s."""
+    with fresh_postgres_database("callbacks_bench") as libpq:
+        url = sqlalchemy_url(libpq)
+        upgrade(url)
+        engine = make_engine(url, pool_size=max(4, threads // 4))
+        sessions = make_sessions(engine)
+        clock = SystemClock()
+        now = clock.now()
+        new = [
+            NewCallback(
+                organization_id=f"org_{i % 5}",
+                to_number="+12015551234",
+                scheduled_at=now - timedelta(minutes=1),
+            )
+            for i in range(callbacks)
+        ]
+        with sessions.begin() as s:
+            schedule(s, new, now=now, actor="bench")
+        work: queue.Queue[str] = queue.Queue()
+        while True:
+            with sessions.begin() as s:
+                batch = claim_due(s, now=clock.now(), batch_size=500, lease=timedelta(minutes=5))
+            if not batch:
+                break
+            for cid in batch:
+                work.put(cid)
+        d = Dispatcher(sessions, clock, LogDialer(), DispatchPolicy())
+
+        def drain() -> None:
+            while True:
+                try:
+                    cid = work.get_nowait()
+                except queue.Empty:
+                    return
+                dispatch(d, cid, manual=False)
+
+        pool = [threading.Thread(target=drain) for _ in range(threads)]
+        began = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - began
+        engine.dispose()
+    return callbacks / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--callbacks", type=int, default=1000)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    configure_logging(Settings(database_url="postgresql+psycopg://bench", log_level="WARNING"))
+    for threads in args.threads:
+        rate = run(args.callbacks, threads)
+        print(f"dispatch path: {args.callbacks} callbacks, {threads} threads: {rate:,.0f}/s")
+
+
+if __name__ == "__main__":
+    main()
