@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import processes, service_env, wait_until
+from tests.support.processes import pipeline_env, processes, service_env, wait_until
 from tests.support.provider import Provider
 from worker.db.models import Callback
 from worker.status import Status
@@ -33,13 +33,12 @@ def test_worker_and_two_beats_place_past_due_callbacks_exactly_once(
     provider: Provider,
     tmp_path: Path,
 ) -> None:
-    env = service_env(
-        DATABASE_URL=pg_url,
-        BROKER_URL=redis_url,
-        SPEKO_API_URL=provider.url,
-        SPEKO_API_KEY=provider.api_key,
+    env = pipeline_env(
+        pg_url,
+        redis_url,
+        provider,
+        tmp_path,
         POLL_INTERVAL="0.5",
-        DATA_DIR=str(tmp_path),
     )
     past = datetime.now(UTC) - timedelta(minutes=10)
     lines = [

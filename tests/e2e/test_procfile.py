@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import command, processes, service_env, wait_until
+from tests.support.processes import command, pipeline_env, processes, wait_until
 from tests.support.provider import Provider
 from worker.db.models import Callback
 from worker.scheduling import schedule
@@ -35,13 +35,12 @@ def test_honcho_runs_the_procfile_and_places_a_callback(
     provider: Provider,
     tmp_path: Path,
 ) -> None:
-    env = service_env(
-        DATABASE_URL=pg_url,
-        BROKER_URL=redis_url,
-        SPEKO_API_URL=provider.url,
-        SPEKO_API_KEY=provider.api_key,
+    env = pipeline_env(
+        pg_url,
+        redis_url,
+        provider,
+        tmp_path,
         POLL_INTERVAL="0.5",
-        DATA_DIR=str(tmp_path),
         PORT="15400",
         METRICS_PORT="15490",
     )

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import processes, service_env, wait_until
+from tests.support.processes import pipeline_env, processes, wait_until
 from tests.support.provider import Provider, Received, Reply
 from worker.db.models import Callback
 from worker.scheduling import schedule
@@ -48,13 +48,12 @@ def test_sigterm_mid_dial_lets_the_dial_finish_and_be_recorded(
             now=now,
             actor="test",
         )
-    env = service_env(
-        DATABASE_URL=pg_url,
-        BROKER_URL=redis_url,
-        SPEKO_API_URL=provider.url,
-        SPEKO_API_KEY=provider.api_key,
+    env = pipeline_env(
+        pg_url,
+        redis_url,
+        provider,
+        tmp_path,
         POLL_INTERVAL="0.2",
-        DATA_DIR=str(tmp_path),
     )
     with processes(tmp_path, env) as procs:
         worker = procs.start("worker", "celery", "-A", "worker", "worker")

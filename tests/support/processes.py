@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.provider import Provider
+
 BIN = Path(sys.executable).parent
 
 
@@ -28,6 +30,21 @@ def service_env(**values: str) -> dict[str, str]:
     env.update(CALLING_WINDOW_START="00:00", CALLING_WINDOW_END="24:00")
     env.update(values)
     return env
+
+
+def pipeline_env(
+    pg_url: str, broker_url: str, provider: Provider, workdir: Path, **overrides: str
+) -> dict[str, str]:
+    """Environment for worker/beat/api processes against the test database, broker and
+    provider stand-in."""
+    return service_env(
+        DATABASE_URL=pg_url,
+        BROKER_URL=broker_url,
+        SPEKO_API_URL=provider.url,
+        SPEKO_API_KEY=provider.api_key,
+        DATA_DIR=str(workdir),
+        **overrides,
+    )
 
 
 class Processes:

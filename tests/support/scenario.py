@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import service_env
+from tests.support.processes import pipeline_env
 from tests.support.provider import Provider
 from worker.db.models import Callback, CallbackEvent
 from worker.scheduling import schedule
@@ -46,14 +46,7 @@ def attempt_lease(env: Mapping[str, str]) -> float:
 def worker_env(
     pg_url: str, broker_url: str, provider: Provider, workdir: Path, **overrides: str
 ) -> dict[str, str]:
-    return service_env(
-        DATABASE_URL=pg_url,
-        BROKER_URL=broker_url,
-        SPEKO_API_URL=provider.url,
-        SPEKO_API_KEY=provider.api_key,
-        DATA_DIR=str(workdir),
-        **{**FAST, **overrides},
-    )
+    return pipeline_env(pg_url, broker_url, provider, workdir, **{**FAST, **overrides})
 
 
 def schedule_callbacks(
