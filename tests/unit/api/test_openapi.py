@@ -10,9 +10,11 @@ import pytest
 
 from worker.api.openapi import document
 
-# A verbatim copy of shared/spec/speko-openapi-excerpt.json, kept in the repository so the
-# check runs wherever the repository is cloned.
-EXCERPT = Path(__file__).resolve().parents[2] / "contract" / "speko-openapi-excerpt.json"
+# The package's verbatim copy of shared/spec/speko-openapi-excerpt.json (package data, so
+# the check runs wherever the repository is cloned, and the app serves it installed).
+EXCERPT = (
+    Path(__file__).resolve().parents[3] / "worker" / "api" / "spec" / "speko-openapi-excerpt.json"
+)
 OPERATIONS = {
     ("/v1/callbacks", "get"): "listScheduledCallbacks",
     ("/v1/callbacks/{id}", "get"): "getScheduledCallback",
