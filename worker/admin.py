@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.claims import claim_now
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.status import Status
@@ -189,26 +190,22 @@ def claim_for_dispatch(
     ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
     """
     # An operator asked for it now: its expiry restarts from now, as for the manual task.
-    claim = {
-        "lease_expires_at": now + lease,
-        "attempt_in_flight": False,
-        "expires_at": None if lateness is None else now + lateness,
-    }
+    expires_at = None if lateness is None else now + lateness
+    claim = {"lease_expires_at": now + lease, "attempt_in_flight": False, "expires_at": expires_at}
     for _ in range(RACE_RETRIES):
         current = _peek(session, organization_id, callback_id)
         previous = Status(current.status)
         previous_round, previous_cause = current.dispatch_round, current.failure_cause
         if previous == Status.SCHEDULED:
-            cb = transition(
+            cb = claim_now(
                 session,
                 callback_id,
-                expected=Status.SCHEDULED,
-                target=Status.DISPATCHING,
                 now=now,
+                lease=lease,
                 actor=actor,
-                detail={"via": "api"},
-                values=claim,
-                guards=[Callback.organization_id == organization_id],
+                expires_at=expires_at,
+                organization_id=organization_id,
+                via="api",
             )
         elif previous == Status.FAILED:
             # The cause and round read above are only kept for an undo; the write is

@@ -83,10 +83,13 @@ def claim_now(
     lease: timedelta,
     actor: str,
     expires_at: datetime | None,
+    organization_id: str | None = None,
+    via: str = "manual",
 ) -> Callback | None:
     """Claim one ``scheduled`` callback whatever its ``due_at`` (manual dispatch).
 
-    An operator asked for it now, so its expiry restarts from now.
+    An operator asked for it now, so its expiry restarts from now. ``organization_id``
+    confines the claim to that organization's callback (the API's tenant guard).
     """
     return transition(
         session,
@@ -95,10 +98,11 @@ def claim_now(
         target=Status.DISPATCHING,
         now=now,
         actor=actor,
-        detail={"via": "manual"},
+        detail={"via": via},
         values={
             "lease_expires_at": now + lease,
             "attempt_in_flight": False,
             "expires_at": expires_at,
         },
+        guards=[] if organization_id is None else [Callback.organization_id == organization_id],
     )
