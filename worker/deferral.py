@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.db.models import Callback, OrgConfig
+from worker.db.models import Callback
 from worker.orgs import OrgRules, rules_for
-from worker.orgs import rules as org_rules
 from worker.pacing import Pacing
 from worker.status import Status
 from worker.transitions import transition
@@ -118,28 +117,3 @@ def defer_closed(
     if deferred:
         log.info("deferred %d claimed callbacks to their calling window", len(deferred))
     return [i for i in ids if i not in deferred]
-
-
-def defer_if_closed(
-    session: Session, callback_id: str, *, now: datetime, pacing: Pacing, actor: str
-) -> Deferral | None:
-    """At attempt start: defer a claimed, not started callback whose window is closed."""
-    # One round trip for the row and its organization's settings: this runs before every
-    # attempt, on the hot path (tests/perf).
-    found = session.execute(
-        select(*_COLUMNS, OrgConfig)
-        .outerjoin(OrgConfig, OrgConfig.organization_id == Callback.organization_id)
-        .where(
-            Callback.id == callback_id,
-            Callback.status == Status.DISPATCHING,
-            Callback.attempt_in_flight.is_(False),
-        )
-    ).one_or_none()
-    if found is None:
-        return None  # not ours to judge: the attempt-start compare-and-set will say why
-    row, rules = found, org_rules(found.OrgConfig, pacing)
-    d = verdict(row.to_number, row.metadata_, rules, now=now, pacing=pacing)
-    if d is None or _defer(session, row, d, now=now, actor=actor) is None:
-        return None
-    log.info("callback %s: %s; due again at %s", callback_id, d.why, d.until.isoformat())
-    return d

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,14 +24,14 @@ from worker.claims import claim_now
 from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
 from worker.db.retry import on_fresh_connection
-from worker.deferral import defer_if_closed
+from worker.deferral import defer_closed
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
 from worker.holds import PROVIDER, set_hold
 from worker.pacing import Pacing, pause_for_rate_limit
 from worker.retry import RetryPolicy
 from worker.status import Status
-from worker.transitions import current_status, transition
+from worker.transitions import bulk_transition, transition, transition_many
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class Dispatcher:
     clock: Clock
     dialer: Dialer
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+    dials: Executor | None = None
+    """Where a batch's dials run side by side; ``None``: one after another."""
 
 
 class Result(StrEnum):
@@ -87,23 +91,62 @@ def dispatch(
 
     ``override_window``: dial even outside the callee's calling window (manual only).
     """
+    results = dispatch_many(
+        d, [callback_id], manual=manual, actor=actor, override_window=override_window
+    )
+    return results[callback_id]
+
+
+def dispatch_many(
+    d: Dispatcher,
+    callback_ids: Sequence[str],
+    *,
+    manual: bool = False,
+    actor: str = WORKER,
+    override_window: bool = False,
+) -> dict[str, Result]:
+    """Dispatch a batch: start every attempt in one write, then dial them concurrently.
+
+    Each outcome is recorded on its own as its dial returns, so a crash loses at most the
+    attempts in flight (the reaper resolves those), never a recorded one.
+    """
+    ids = list(dict.fromkeys(callback_ids))
     if manual:
         now = d.clock.now()
         with d.sessions.begin() as session:
-            claim_now(
-                session,
-                callback_id,
-                now=now,
-                lease=d.policy.claim_lease,
-                actor=actor,
-                expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
-            )
-    callback = on_fresh_connection(
-        lambda: start_attempt(d, callback_id, actor, override_window=manual and override_window)
+            for callback_id in ids:
+                claim_now(
+                    session,
+                    callback_id,
+                    now=now,
+                    lease=d.policy.claim_lease,
+                    actor=actor,
+                    expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
+                )
+    started, results = on_fresh_connection(
+        lambda: start_attempts(d, ids, actor, override_window=manual and override_window)
     )
-    if isinstance(callback, Result):
-        metrics.OUTCOMES.labels(callback.value).inc()
-        return callback
+    for result in results.values():
+        metrics.OUTCOMES.labels(result.value).inc()
+    if d.dials is None or len(started) < 2:
+        results.update({cb.id: _dial_and_record(d, cb, actor) for cb in started})
+        return results
+    futures = {cb.id: d.dials.submit(_dial_and_record, d, cb, actor) for cb in started}
+    wait(futures.values())
+    crashed: BaseException | None = None
+    for callback_id, future in futures.items():
+        error = future.exception()
+        if error is None:
+            results[callback_id] = future.result()
+        else:
+            log.error("callback %s: dispatch crashed", callback_id, exc_info=error)
+            crashed = crashed or error
+    if crashed is not None:
+        raise crashed  # the task fails loudly; the reaper resolves what was left in flight
+    return results
+
+
+def _dial_and_record(d: Dispatcher, callback: Callback, actor: str) -> Result:
     if callback.attempts == 1 and callback.attempted_at is not None:
         metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
     began = time.perf_counter()
@@ -117,23 +160,27 @@ def dispatch(
     return result
 
 
-def start_attempt(
-    d: Dispatcher, callback_id: str, actor: str, *, override_window: bool = False
-) -> Callback | Result:
-    """The compare-and-set that makes this worker the only one to dial this attempt.
+def start_attempts(
+    d: Dispatcher, callback_ids: Sequence[str], actor: str, *, override_window: bool = False
+) -> tuple[list[Callback], dict[str, Result]]:
+    """The compare-and-set that makes this worker the only one to dial each attempt.
 
-    Committed before the provider is called. It re-checks the row in the same write,
-    so a cancel (or anything else) that committed first wins.
+    Committed before the provider is called. It re-checks each row in the same write, so
+    a cancel (or anything else) that committed first wins. Returns the started callbacks
+    and, for the others, why not.
     """
     now = d.clock.now()
+    results: dict[str, Result] = {}
     with d.sessions.begin() as session:
-        if not override_window and defer_if_closed(
-            session, callback_id, now=now, pacing=d.policy.pacing, actor=actor
-        ):
-            return Result.DEFERRED
-        callback = transition(
+        ids = list(callback_ids)
+        if not override_window:
+            # A queue may have held the message past the window's close; a manual
+            # dispatch never went through the poller's check.
+            ids = defer_closed(session, ids, now=now, pacing=d.policy.pacing, actor=actor)
+            results.update(dict.fromkeys(set(callback_ids) - set(ids), Result.DEFERRED))
+        started = transition_many(
             session,
-            callback_id,
+            ids,
             expected=Status.DISPATCHING,
             target=Status.DISPATCHING,
             now=now,
@@ -150,41 +197,49 @@ def start_attempt(
                 or_(Callback.expires_at.is_(None), Callback.expires_at > now),
             ],
         )
-        if callback is None and _expire(session, callback_id, now, actor):
-            return Result.EXPIRED
-        if callback is None:
-            status = current_status(session, callback_id)
-            log.info(
-                "callback %s: not dialing, it is %s (not claimed, or its attempt is taken)",
-                callback_id,
-                status or "missing",
-            )
-            return Result.SKIPPED
-    log.info("callback %s: attempt %d started", callback_id, callback.attempts)
-    return callback
+        missed = sorted(set(ids) - {cb.id for cb in started})
+        if missed:
+            results.update(_not_started(session, missed, now, actor))
+    return started, results
 
 
-def _expire(session: Session, callback_id: str, now: datetime, actor: str) -> bool:
-    """A claimed callback past its ``expires_at`` fails instead of ringing hours late."""
-    expired = transition(
+def _not_started(
+    session: Session, callback_ids: Sequence[str], now: datetime, actor: str
+) -> dict[str, Result]:
+    """Why these were not started: expired (fail them now), or not ours to dial."""
+    results = dict.fromkeys(_expire(session, callback_ids, now, actor), Result.EXPIRED)
+    others = [i for i in callback_ids if i not in results]
+    found = select(Callback.id, Callback.status).where(Callback.id.in_(others))
+    statuses = {row.id: row.status for row in session.execute(found)}
+    for callback_id in others:
+        log.info(
+            "callback %s: not dialing, it is %s (not claimed, or its attempt is taken)",
+            callback_id,
+            statuses.get(callback_id, "missing"),
+        )
+        results[callback_id] = Result.SKIPPED
+    return results
+
+
+def _expire(session: Session, callback_ids: Sequence[str], now: datetime, actor: str) -> list[str]:
+    """Claimed callbacks past their ``expires_at`` fail instead of ringing hours late."""
+    expired = bulk_transition(
         session,
-        callback_id,
         expected=Status.DISPATCHING,
         target=Status.FAILED,
         now=now,
         actor=actor,
         detail={"cause": "expired"},
         values={"failure_cause": "expired", "attempt_in_flight": False, "lease_expires_at": None},
-        guards=[Callback.attempt_in_flight.is_(False), Callback.expires_at <= now],
+        guards=[
+            Callback.id.in_(callback_ids),
+            Callback.attempt_in_flight.is_(False),
+            Callback.expires_at <= now,
+        ],
     )
-    if expired is not None:
-        log.warning(
-            "callback %s: expired (scheduled %s, not placed by %s); not dialing",
-            callback_id,
-            expired.scheduled_at.isoformat(),
-            expired.expires_at.isoformat() if expired.expires_at else "-",
-        )
-    return expired is not None
+    for moved in expired:
+        log.warning("callback %s: expired (not placed in time); not dialing", moved.id)
+    return [m.id for m in expired]
 
 
 def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:

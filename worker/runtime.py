@@ -6,6 +6,7 @@ Built once per process, lazily (after a prefork child has forked, never at impor
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,6 +37,8 @@ class Runtime:
     limits: PollLimits
 
     def close(self) -> None:
+        if self.dispatcher.dials is not None:
+            self.dispatcher.dials.shutdown(wait=True)
         self.dispatcher.dialer.close()
         self.engine.dispose()
 
@@ -49,7 +52,7 @@ def build_dialer(settings: Settings) -> Dialer:
         settings.speko_api_key or "",
         connect_timeout=settings.dialer_connect_timeout,
         read_timeout=settings.dialer_read_timeout,
-        pool_size=settings.dialer_pool_size,
+        pool_size=settings.dialer_pool_size or settings.dials_in_flight,
     )
 
 
@@ -79,6 +82,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     sessions = make_sessions(engine)
     clock = clock or SystemClock()
-    dispatcher = Dispatcher(sessions, clock, build_dialer(settings), dispatch_policy(settings))
+    # Threads start on demand, so an idle worker does not hold dials_in_flight of them.
+    dials = ThreadPoolExecutor(settings.dials_in_flight, thread_name_prefix="dial")
+    dispatcher = Dispatcher(
+        sessions, clock, build_dialer(settings), dispatch_policy(settings), dials
+    )
     limits = PollLimits(settings.poll_batch_size, settings.poll_max_per_tick)
     return Runtime(settings, engine, sessions, clock, dispatcher, limits)

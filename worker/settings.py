@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     poll_interval: PositiveSeconds = 1.0
     poll_batch_size: int = Field(default=100, ge=1, le=10_000)
     poll_max_per_tick: int = Field(default=2_000, ge=1)
+    dispatch_batch_size: int = Field(default=10, ge=1, le=1_000)
+    """Claimed callbacks per dispatch message; a worker dials a batch's callbacks side by
+    side, so a worker process has up to concurrency x this many dials in flight."""
     claim_lease: PositiveSeconds = 300.0
     """How long a claimed, not yet started callback may wait for a worker."""
     attempt_lease: PositiveSeconds | None = None
@@ -72,7 +75,8 @@ class Settings(BaseSettings):
 
     dialer_connect_timeout: PositiveSeconds = 3.0
     dialer_read_timeout: PositiveSeconds = 15.0
-    dialer_pool_size: int = Field(default=64, ge=1)
+    dialer_pool_size: int = Field(default=0, ge=0)
+    """Kept-alive connections to the provider per process (0: one per dial in flight)."""
 
     worker_pool: str = "threads"
     worker_concurrency: int = Field(default=0, ge=0)
@@ -149,6 +153,11 @@ class Settings(BaseSettings):
         if self.worker_concurrency:
             return self.worker_concurrency
         return 4 if self.embedded else 32
+
+    @property
+    def dials_in_flight(self) -> int:
+        """The most dials one worker process runs at once."""
+        return self.effective_concurrency * self.dispatch_batch_size
 
 
 class ConfigurationError(SystemExit):

@@ -8,6 +8,7 @@ the same transaction as the change (invariant 6).
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -98,11 +99,6 @@ def record(
         )
 
 
-def current_status(session: Session, callback_id: str) -> Status | None:
-    value = session.scalar(select(Callback.status).where(Callback.id == callback_id))
-    return None if value is None else Status(value)
-
-
 def bulk_transition(
     session: Session,
     *,
@@ -126,24 +122,76 @@ def bulk_transition(
     moved = [Moved(r.id, r.organization_id) for r in rows]
     ids = [m.id for m in moved]
     record(session, ids, expected, target, now, actor, detail)
-    if moved:
-        # One line per batch (a line per row was ~20 % of a claim); it names every id.
-        log.info(
-            "%d callbacks: %s -> %s by %s",
-            len(moved),
-            expected,
-            target,
-            actor,
-            extra={
-                "callback_ids": ids,
-                "organization_ids": sorted({m.organization_id for m in moved}),
-                "from_status": str(expected),
-                "to_status": str(target),
-                "actor": actor,
-                "why": dict(detail or {}),
-            },
-        )
+    _log_many(moved, expected, target, actor, detail)
     return moved
+
+
+def transition_many(
+    session: Session,
+    callback_ids: Sequence[str],
+    *,
+    expected: Status,
+    target: Status,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    guards: Sequence[ColumnElement[bool]] = (),
+) -> list[Callback]:
+    """``transition`` for several callbacks in one write; returns the rows that moved.
+
+    One UPDATE and one history INSERT per attempt number instead of two statements per
+    row: starting the attempts of a dispatch batch (tests/perf).
+    """
+    if not callback_ids:
+        return []
+    if target != expected:
+        check_transition(expected, target)
+    rows = list(
+        session.execute(
+            update(Callback)
+            .where(Callback.id.in_(callback_ids), Callback.status == expected, *guards)
+            .values(status=target, updated_at=now, **(values or {}))
+            .returning(Callback)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).scalars()
+    )
+    by_attempt: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        by_attempt[row.attempts].append(row.id)
+    for attempt, ids in by_attempt.items():
+        record(session, ids, expected, target, now, actor, {"attempt": attempt, **(detail or {})})
+    _log_many([Moved(r.id, r.organization_id) for r in rows], expected, target, actor, detail)
+    return rows
+
+
+def _log_many(
+    moved: Sequence[Moved],
+    expected: Status,
+    target: Status,
+    actor: str,
+    detail: Mapping[str, Any] | None,
+) -> None:
+    if not moved:
+        return
+    ids = [m.id for m in moved]
+    # One line per batch (a line per row was ~20 % of a claim); it names every id.
+    log.info(
+        "%d callbacks: %s -> %s by %s (%s)",
+        len(moved),
+        expected,
+        target,
+        actor,
+        ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
+        extra={
+            "callback_ids": ids,
+            "organization_ids": sorted({m.organization_id for m in moved}),
+            "from_status": str(expected),
+            "to_status": str(target),
+            "actor": actor,
+            "why": dict(detail or {}),
+        },
+    )
 
 
 class Moved(NamedTuple):

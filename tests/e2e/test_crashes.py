@@ -31,6 +31,7 @@ import redis
 from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.broker import queued_dispatches
 from tests.support.faults import (
     HeldLock,
     blocked_backends,
@@ -118,11 +119,13 @@ def test_killed_after_claim_before_attempt_start_lost_messages_are_requeued_by_t
             return all(c.status is Status.DISPATCHING and not c.attempt_in_flight for c in found)
 
         wait_until(all_claimed, timeout=60, what="every callback claimed, none started")
-        wait_until(
-            lambda: broker.llen("callbacks.dispatch") >= len(ids),
-            timeout=10,
-            what="a dispatch message per claim piled up in the queue",
-        )
+
+        def all_queued() -> bool:
+            return {cid for _, (batch,) in queued_dispatches(redis_url) for cid in batch} >= set(
+                ids
+            )
+
+        wait_until(all_queued, timeout=10, what="dispatch messages naming every claim queued")
         procs.stop("pollonly", signal.SIGKILL)
         killed_at = datetime.now(UTC)
         stranded = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +19,8 @@ from tests.support.factories import T0, make_callback
 from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.log import LogDialer
-from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
+from worker.dialer.port import Dialer, DialOutcome, DialRequest, OutcomeKind
+from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch, dispatch_many
 from worker.retry import RetryPolicy
 from worker.status import Status
 
@@ -257,3 +259,110 @@ def test_exhausted_retries_after_a_timeout_say_the_outcome_is_unknown(
     cause = _get(sessions, cid).failure_cause or ""
     assert cause.startswith("outcome unknown: an attempt timed out after the request was sent")
     assert "gave up after 3 attempts" in cause
+
+
+class GatheringDialer:
+    """Holds each dial until ``expect`` dials are in flight at once (or 10 s pass)."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.most_in_flight = 0
+        self.keys: list[str] = []
+        self._in_flight = 0
+        self._all_here = threading.Event()
+        self._lock = threading.Lock()
+
+    def dial(self, request: DialRequest) -> DialOutcome:
+        with self._lock:
+            self.keys.append(request.idempotency_key)
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+            if self._in_flight >= self.expect:
+                self._all_here.set()
+        self._all_here.wait(timeout=10)
+        with self._lock:
+            self._in_flight -= 1
+        return DialOutcome(OutcomeKind.PLACED, session_id=f"s-{request.idempotency_key}")
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_batch_starts_in_one_write_and_dials_side_by_side(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    cids = [_claimed(pg_sessions) for _ in range(20)]
+    dialer = GatheringDialer(expect=20)
+    with ThreadPoolExecutor(20) as pool:
+        d = Dispatcher(pg_sessions, SystemClock(), dialer, POLICY, dials=pool)
+        results = dispatch_many(d, cids)
+    assert results == dict.fromkeys(cids, Result.DISPATCHED)
+    assert dialer.most_in_flight == 20
+    assert sorted(dialer.keys) == sorted(f"{c}.1" for c in cids)
+    with pg_sessions() as s:
+        started = s.execute(
+            select(CallbackEvent.callback_id, CallbackEvent.at, CallbackEvent.detail).where(
+                CallbackEvent.callback_id.in_(cids),
+                CallbackEvent.to_status == Status.DISPATCHING,
+                CallbackEvent.from_status == Status.DISPATCHING,
+            )
+        ).all()
+        rows = s.scalars(select(Callback).where(Callback.id.in_(cids))).all()
+    assert sorted(e.callback_id for e in started) == sorted(cids)
+    assert {e.detail["attempt"] for e in started} == {1}
+    assert {r.created_session_id for r in rows} == {f"s-{c}.1" for c in cids}
+
+
+def test_a_batch_dials_only_what_it_may_and_says_why_for_the_rest(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as s:
+        ready = make_callback(s, Status.DISPATCHING).id
+        cancelled = make_callback(s, Status.CANCELLED).id
+        taken = make_callback(s, Status.DISPATCHING, attempts=1, attempt_in_flight=True).id
+        late = make_callback(s, Status.DISPATCHING, expires_at=T0).id
+    dialer = LogDialer()
+    with ThreadPoolExecutor(4) as pool:
+        d = Dispatcher(sessions, SystemClock(), dialer, POLICY, dials=pool)
+        results = dispatch_many(d, [ready, cancelled, taken, late, "cb_missing", ready])
+    assert results == {
+        ready: Result.DISPATCHED,
+        cancelled: Result.SKIPPED,
+        taken: Result.SKIPPED,
+        late: Result.EXPIRED,
+        "cb_missing": Result.SKIPPED,
+    }
+    assert [r.idempotency_key for r in dialer.placed] == [f"{ready}.1"]
+    assert _get(sessions, late).failure_cause == "expired"
+    assert _get(sessions, taken).attempt_in_flight is True
+
+
+def test_overlapping_batches_racing_in_threads_dial_each_callback_once(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    cids = [_claimed(pg_sessions) for _ in range(60)]
+    dialer = LogDialer()
+    results: list[dict[str, Result]] = []
+    barrier = threading.Barrier(6)
+
+    def race(seed: int) -> None:
+        mine = random.Random(seed).sample(cids, 40)
+        with ThreadPoolExecutor(8) as pool:
+            d = Dispatcher(pg_sessions, SystemClock(), dialer, POLICY, dials=pool)
+            barrier.wait()
+            for start in range(0, len(mine), 10):
+                results.append(dispatch_many(d, mine[start : start + 10]))
+
+    threads = [threading.Thread(target=race, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    placed = [r.idempotency_key for r in dialer.placed]
+    offered = {cid for batch in results for cid in batch}
+    assert sorted(placed) == sorted(f"{c}.1" for c in offered)
+    dispatched = [cid for batch in results for cid, r in batch.items() if r is Result.DISPATCHED]
+    assert sorted(dispatched) == sorted(offered)
+    with pg_sessions() as s:
+        statuses = s.scalars(select(Callback.status).where(Callback.id.in_(offered))).all()
+    assert set(statuses) == {Status.DISPATCHED}

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.broker import queued_dispatches
+from tests.support.factories import T0, make_callback
 from worker.celery_app import CallbacksCelery, create_celery
 from worker.db.migrate import upgrade
 from worker.db.models import Callback
@@ -58,3 +61,34 @@ def test_dispatch_task_places_a_callback_that_is_not_due(app: CallbacksCelery) -
         row = s.get_one(Callback, cid)
     assert row.status is Status.DISPATCHED
     assert row.created_session_id == f"log-{cid}.1"
+
+
+@freeze_time(T0 + timedelta(seconds=1))
+def test_poll_publishes_claimed_callbacks_in_batches_the_worker_dispatches(
+    pg_url: str, pg_sessions: sessionmaker[Session], redis_url: str
+) -> None:
+    settings = Settings(
+        database_url=pg_url,
+        broker_url=redis_url,
+        dispatch_batch_size=10,
+        calling_window_start="00:00",
+        calling_window_end="24:00",
+    )
+    with pg_sessions.begin() as s:
+        due = {make_callback(s).id for _ in range(25)}
+    app = create_celery(settings)
+    try:
+        assert app.tasks["callbacks.poll"].apply().get() == 25
+        queued = queued_dispatches(redis_url)
+        assert [name for name, _ in queued] == ["callbacks.dispatch_claimed"] * 3
+        batches = [ids for _, (ids,) in queued]
+        assert sorted(len(ids) for ids in batches) == [5, 10, 10]
+        assert {cid for ids in batches for cid in ids} == due
+        first = batches[0]
+        results = app.tasks["callbacks.dispatch_claimed"].apply(args=(first,)).get()
+        assert results == dict.fromkeys(first, "dispatched")
+        # One id, as the API and messages from before batching send it.
+        again = app.tasks["callbacks.dispatch_claimed"].apply(args=(first[0],)).get()
+        assert again == {first[0]: "skipped"}
+    finally:
+        app.runtime.close()

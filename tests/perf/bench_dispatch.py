@@ -2,7 +2,10 @@
 dialer from N threads against a fresh PostgreSQL database. It shows what bounds a worker
 process: per-callback Python and round trips under one GIL, not the thread count.
 
-    python -m tests.perf.bench_dispatch [--callbacks 1000] [--threads 1 8 32]
+    python -m tests.perf.bench_dispatch [--callbacks 1000] [--threads 1 8 32] [--batch 1 10]
+
+``--batch``: callbacks per dispatch call (the worker's DISPATCH_BATCH_SIZE), dialed side
+by side on a pool of threads x batch threads, as the worker does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from tests.support.databases import fresh_postgres_database, sqlalchemy_url
@@ -19,14 +23,14 @@ from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.db.migrate import upgrade
 from worker.dialer.log import LogDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch
+from worker.dispatch import Dispatcher, DispatchPolicy, dispatch_many
 from worker.logs import configure_logging
 from worker.scheduling import schedule
 from worker.settings import Settings
 from worker.validation import NewCallback
 
 
-def run(callbacks: int, threads: int) -> float:
+def run(callbacks: int, threads: int, batch: int) -> float:
     """Dispatch ``callbacks`` claimed callbacks from ``threads`` threads; callbacks/s."""
     with fresh_postgres_database("callbacks_bench") as libpq:
         url = sqlalchemy_url(libpq)
@@ -45,23 +49,24 @@ def run(callbacks: int, threads: int) -> float:
         ]
         with sessions.begin() as s:
             schedule(s, new, now=now, actor="bench")
-        work: queue.Queue[str] = queue.Queue()
+        work: queue.Queue[list[str]] = queue.Queue()
         while True:
             with sessions.begin() as s:
-                batch = claim_due(s, now=clock.now(), batch_size=500, lease=timedelta(minutes=5))
-            if not batch:
+                ids = claim_due(s, now=clock.now(), batch_size=500, lease=timedelta(minutes=5))
+            if not ids:
                 break
-            for cid in batch:
-                work.put(cid)
-        d = Dispatcher(sessions, clock, LogDialer(), DispatchPolicy())
+            for start in range(0, len(ids), batch):
+                work.put(ids[start : start + batch])
+        dials = ThreadPoolExecutor(threads * batch)
+        d = Dispatcher(sessions, clock, LogDialer(), DispatchPolicy(), dials)
 
         def drain() -> None:
             while True:
                 try:
-                    cid = work.get_nowait()
+                    ids = work.get_nowait()
                 except queue.Empty:
                     return
-                dispatch(d, cid, manual=False)
+                dispatch_many(d, ids)
 
         pool = [threading.Thread(target=drain) for _ in range(threads)]
         began = time.perf_counter()
@@ -70,6 +75,7 @@ def run(callbacks: int, threads: int) -> float:
         for t in pool:
             t.join()
         elapsed = time.perf_counter() - began
+        dials.shutdown()
         engine.dispose()
     return callbacks / elapsed
 
@@ -78,11 +84,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--callbacks", type=int, default=1000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
     args = parser.parse_args()
     configure_logging(Settings(database_url="postgresql+psycopg://bench", log_level="WARNING"))
-    for threads in args.threads:
-        rate = run(args.callbacks, threads)
-        print(f"dispatch path: {args.callbacks} callbacks, {threads} threads: {rate:,.0f}/s")
+    for batch in args.batch:
+        for threads in args.threads:
+            rate = run(args.callbacks, threads, batch)
+            print(
+                f"dispatch path: {args.callbacks} callbacks, {threads} threads, "
+                f"batches of {batch}: {rate:,.0f}/s"
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def parts() -> tuple[SpekoDialer, Engine]:
                 settings.speko_api_key or "",
                 connect_timeout=settings.dialer_connect_timeout,
                 read_timeout=settings.dialer_read_timeout,
-                pool_size=settings.dialer_pool_size,
+                pool_size=settings.dialer_pool_size or settings.effective_concurrency,
             )
             engine = make_engine(
                 settings.effective_database_url, pool_size=settings.effective_concurrency + 2

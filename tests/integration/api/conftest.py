@@ -6,12 +6,10 @@ Celery app on Redis; dispatch messages are read back from the Redis queue itself
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import redis
@@ -23,7 +21,7 @@ from tests.support.databases import REDIS_URL
 from tests.support.factories import T0
 from worker.api.app import create_app
 from worker.apikeys import create_key, revoke_key
-from worker.celery_app import DISPATCH_QUEUE, CallbacksCelery, create_celery
+from worker.celery_app import CallbacksCelery, create_celery
 from worker.settings import Settings
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -112,27 +110,3 @@ def keys(pg_sessions: sessionmaker[Session]) -> Keys:
         key_r, revoked = create_key(s, "org_a", now=NOW)
         revoke_key(s, key_r.id, now=NOW)
     return Keys(a=a, a_id=key_a.id, b=b, b_id=key_b.id, revoked=revoked)
-
-
-def queued_dispatches(redis_url: str) -> list[tuple[str, list[Any]]]:
-    """(task name, args) of every message waiting in the Redis dispatch queue."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        raw = client.lrange(DISPATCH_QUEUE, 0, -1)
-    finally:
-        client.close()
-    out = []
-    for item in raw:
-        message = json.loads(item)
-        args = json.loads(_body(message))[0]
-        out.append((message["headers"]["task"], args))
-    return out
-
-
-def _body(message: dict[str, Any]) -> str:
-    import base64
-
-    body: str = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        return base64.b64decode(body).decode()
-    return body

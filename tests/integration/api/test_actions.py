@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.api.conftest import NOW, Keys, bearer, queued_dispatches
+from tests.integration.api.conftest import NOW, Keys, bearer
+from tests.support.broker import queued_dispatches
 from tests.support.factories import T0, make_callback
 from worker.db.models import Callback, CallbackEvent
 from worker.status import Status

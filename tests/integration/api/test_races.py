@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.api.conftest import NOW, FixedClock, Keys, bearer, queued_dispatches
+from tests.integration.api.conftest import NOW, FixedClock, Keys, bearer
+from tests.support.broker import queued_dispatches
 from tests.support.factories import make_callback
 from tests.support.provider import Provider
 from worker.claims import claim_due
