@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from concurrent.futures import Executor, wait
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -107,8 +107,8 @@ def dispatch_many(
 ) -> dict[str, Result]:
     """Dispatch a batch: start every attempt in one write, then dial them concurrently.
 
-    Each outcome is recorded on its own as its dial returns, so a crash loses at most the
-    attempts in flight (the reaper resolves those), never a recorded one.
+    Outcomes are recorded as their dials return (those that return together, together),
+    so a crash leaves only the attempts still in flight to the reaper.
     """
     ids = list(dict.fromkeys(callback_ids))
     if manual:
@@ -128,36 +128,74 @@ def dispatch_many(
     )
     for result in results.values():
         metrics.OUTCOMES.labels(result.value).inc()
-    if d.dials is None or len(started) < 2:
-        results.update({cb.id: _dial_and_record(d, cb, actor) for cb in started})
-        return results
-    futures = {cb.id: d.dials.submit(_dial_and_record, d, cb, actor) for cb in started}
-    wait(futures.values())
-    crashed: BaseException | None = None
-    for callback_id, future in futures.items():
-        error = future.exception()
-        if error is None:
-            results[callback_id] = future.result()
-        else:
-            log.error("callback %s: dispatch crashed", callback_id, exc_info=error)
-            crashed = crashed or error
-    if crashed is not None:
-        raise crashed  # the task fails loudly; the reaper resolves what was left in flight
+    for dialed in _dial_all(d, started):
+        results.update(record_outcomes(d, dialed, actor))
     return results
 
 
-def _dial_and_record(d: Dispatcher, callback: Callback, actor: str) -> Result:
+Dialed = list[tuple[Callback, DialOutcome]]
+
+
+def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
+    """Dial every started callback; yield what has returned, as it returns."""
+    if d.dials is None or len(started) < 2:
+        for callback in started:
+            yield [(callback, _dial(d, callback))]
+        return
+    pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        yield [(pending.pop(future), future.result()) for future in done]
+
+
+def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:
     if callback.attempts == 1 and callback.attempted_at is not None:
         metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
     began = time.perf_counter()
-    outcome = d.dialer.dial(dial_request(callback))
+    try:
+        outcome = d.dialer.dial(dial_request(callback))
+    except Exception as exc:
+        # A dialer turns every failure into an outcome; if one raises anyway, the request
+        # may have gone out, so this attempt is of unknown outcome rather than lost.
+        log.exception("callback %s: the dialer raised", callback.id)
+        outcome = DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
     metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
     if outcome.kind is not OutcomeKind.PLACED:
         metrics.PROVIDER_ERRORS.labels(metrics.status_class(outcome.http_status)).inc()
-    result = record_outcome(d, callback, outcome, actor)
-    label = f"failed_{outcome.kind}" if result is Result.FAILED else result.value
-    metrics.OUTCOMES.labels(label).inc()
-    return result
+    return outcome
+
+
+def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Result]:
+    """Write the outcomes of dials that returned together in one transaction.
+
+    One commit for the group instead of one per callback (tests/perf). If the group's
+    write fails, each outcome is written on its own, with its own retries.
+    """
+    results: dict[str, Result] | None = None
+    if len(dialed) > 1:
+        try:
+            with d.sessions.begin() as session:
+                results = {
+                    callback.id: _record(session, d, callback, outcome, actor)
+                    for callback, outcome in dialed
+                }
+        except DBAPIError as exc:
+            log.warning(
+                "could not record %d outcomes together (%s); recording each alone: %s",
+                len(dialed),
+                exc.orig or exc,
+                ", ".join(callback.id for callback, _ in dialed),
+            )
+    if results is None:
+        results = {
+            callback.id: record_outcome(d, callback, outcome, actor) for callback, outcome in dialed
+        }
+    for callback, outcome in dialed:
+        result = results[callback.id]
+        metrics.OUTCOMES.labels(
+            f"failed_{outcome.kind}" if result is Result.FAILED else result.value
+        ).inc()
+    return results
 
 
 def start_attempts(

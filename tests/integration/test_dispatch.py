@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.dialers import ScriptedDialer
@@ -20,7 +20,15 @@ from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer, DialOutcome, DialRequest, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch, dispatch_many
+from worker.dispatch import (
+    Dispatcher,
+    DispatchPolicy,
+    Result,
+    dispatch,
+    dispatch_many,
+    record_outcomes,
+    start_attempts,
+)
 from worker.retry import RetryPolicy
 from worker.status import Status
 
@@ -366,3 +374,68 @@ def test_overlapping_batches_racing_in_threads_dial_each_callback_once(
     with pg_sessions() as s:
         statuses = s.scalars(select(Callback.status).where(Callback.id.in_(offered))).all()
     assert set(statuses) == {Status.DISPATCHED}
+
+
+class RaisingDialer:
+    """A dialer with a bug: it raises instead of returning an outcome."""
+
+    def dial(self, request: DialRequest) -> DialOutcome:
+        raise RuntimeError(f"bug while dialing {request.callback_id}")
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_dialer_that_raises_leaves_an_unknown_outcome_not_a_hanging_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    cid = _claimed(sessions)
+    assert dispatch(_dispatcher(sessions, RaisingDialer()), cid, manual=False) is Result.FAILED
+    cb = _get(sessions, cid)
+    assert (cb.status, cb.attempt_in_flight) == (Status.FAILED, False)
+    assert cb.failure_cause is not None
+    assert cb.failure_cause.startswith("outcome unknown: dialer error: RuntimeError")
+
+
+def test_outcomes_that_return_together_are_written_together_or_each_alone(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    d = Dispatcher(pg_sessions, SystemClock(), LogDialer(), DispatchPolicy(record_retries=1))
+    started, _ = start_attempts(d, [_claimed(pg_sessions) for _ in range(3)], "worker")
+    first, second, bad = started
+    too_long = "s" * 300  # past the column: this row's write fails, and with it the group's
+    results = record_outcomes(
+        d,
+        [
+            (first, DialOutcome.placed("one")),
+            (second, DialOutcome.placed("two")),
+            (bad, DialOutcome.placed(too_long)),
+        ],
+        "worker",
+    )
+    assert results == {
+        first.id: Result.DISPATCHED,
+        second.id: Result.DISPATCHED,
+        bad.id: Result.UNRECORDED,
+    }
+    assert _get(pg_sessions, first.id).created_session_id == "one"
+    assert _get(pg_sessions, second.id).created_session_id == "two"
+    stuck = _get(pg_sessions, bad.id)
+    assert (stuck.status, stuck.attempt_in_flight) == (Status.DISPATCHING, True)  # the reaper's
+
+
+def test_outcomes_of_a_group_are_written_in_one_transaction(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    d = Dispatcher(pg_sessions, SystemClock(), LogDialer(), POLICY)
+    started, _ = start_attempts(d, [_claimed(pg_sessions) for _ in range(3)], "worker")
+    results = record_outcomes(
+        d, [(cb, DialOutcome.placed(f"s-{cb.id}")) for cb in started], "worker"
+    )
+    assert set(results.values()) == {Result.DISPATCHED}
+    with pg_sessions() as s:
+        writers = s.scalars(
+            text("SELECT xmin::text FROM callbacks WHERE id = ANY(:ids)"), {"ids": list(results)}
+        ).all()
+    assert len(writers) == 3
+    assert len(set(writers)) == 1  # one transaction wrote them all

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from worker.db.types import JsonDocument, UTCDateTime
+from worker.dialer.port import SESSION_ID_MAX_LENGTH
 from worker.status import Status
 
 NAMING = {
@@ -46,7 +47,7 @@ class Callback(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(128))
     source_session_id: Mapped[str | None] = mapped_column(String(128))
-    created_session_id: Mapped[str | None] = mapped_column(String(256))
+    created_session_id: Mapped[str | None] = mapped_column(String(SESSION_ID_MAX_LENGTH))
     agent_id: Mapped[str | None] = mapped_column(String(128))
     phone_number_id: Mapped[str | None] = mapped_column(String(128))
     to_number: Mapped[str] = mapped_column(String(16))

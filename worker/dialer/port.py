@@ -31,6 +31,10 @@ class OutcomeKind(StrEnum):
     """The call may be ringing (a 2xx we could not read): never dial it again on our own."""
 
 
+SESSION_ID_MAX_LENGTH = 256
+"""The longest ``sessionId`` we store (``callbacks.created_session_id``)."""
+
+
 @dataclass(frozen=True)
 class DialOutcome:
     kind: OutcomeKind

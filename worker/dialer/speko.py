@@ -15,7 +15,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-from worker.dialer.port import DialOutcome, DialRequest, OutcomeKind
+from worker.dialer.port import SESSION_ID_MAX_LENGTH, DialOutcome, DialRequest, OutcomeKind
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,10 @@ def _session_id(data: bytes) -> str | None:
     if not isinstance(doc, dict):
         return None
     session_id = doc.get("sessionId")
-    if isinstance(session_id, str) and session_id.strip():
-        return session_id
-    return None
+    # Longer than we can store is not a session id we can act on: read as no answer.
+    if not isinstance(session_id, str) or not session_id.strip():
+        return None
+    return session_id if len(session_id) <= SESSION_ID_MAX_LENGTH else None
 
 
 def _error_body(data: bytes) -> tuple[str | None, str | None]:

@@ -69,6 +69,7 @@ def test_placed_call_sends_the_contract_request(provider: Provider, dialer: Spek
         (Reply(500, b"oops"), OutcomeKind.TRANSIENT, "HTTP 500: oops"),
         (Reply(200, b'{"status": "dialing"}'), OutcomeKind.UNKNOWN, "not a VoiceDialResponse"),
         (Reply(200, b"not json at all"), OutcomeKind.UNKNOWN, "may have been placed"),
+        (Reply(200, {"sessionId": "s" * 257}), OutcomeKind.UNKNOWN, "not a VoiceDialResponse"),
     ],
 )
 def test_answers_are_classified(
