@@ -31,7 +31,13 @@ from worker.holds import PROVIDER, set_hold
 from worker.pacing import Pacing, pause_for_rate_limit
 from worker.retry import RetryPolicy
 from worker.status import Status
-from worker.transitions import bulk_transition, transition, transition_many
+from worker.transitions import (
+    RowChange,
+    bulk_transition,
+    transition,
+    transition_each,
+    transition_many,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +181,10 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
     if len(dialed) > 1:
         try:
             with d.sessions.begin() as session:
-                results = {
-                    callback.id: _record(session, d, callback, outcome, actor)
-                    for callback, outcome in dialed
-                }
+                results = _record_placed(session, d, dialed, actor)
+                for callback, outcome in dialed:
+                    if callback.id not in results:
+                        results[callback.id] = _record(session, d, callback, outcome, actor)
         except DBAPIError as exc:
             log.warning(
                 "could not record %d outcomes together (%s); recording each alone: %s",
@@ -305,19 +311,69 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
     return Result.UNRECORDED
 
 
-def _record(
-    session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
-) -> Result:
-    now = d.clock.now()
-    n = callback.attempts
-    detail: dict[str, object] = {
+_DONE = {"attempt_in_flight": False, "lease_expires_at": None}
+
+
+def _detail(outcome: DialOutcome) -> dict[str, object]:
+    return {
         "outcome": str(outcome.kind),
         "http_status": outcome.http_status,
         "provider_code": outcome.provider_code,
         "cause": outcome.cause or None,
         "maybe_placed": outcome.maybe_placed or None,
     }
-    done = {"attempt_in_flight": False, "lease_expires_at": None}
+
+
+def _record_placed(
+    session: Session, d: Dispatcher, dialed: Dialed, actor: str
+) -> dict[str, Result]:
+    """The placed calls of a group, in one write per HTTP status (nearly always one)."""
+    by_status: dict[int | None, list[tuple[Callback, DialOutcome]]] = {}
+    for callback, outcome in dialed:
+        if outcome.kind is OutcomeKind.PLACED:
+            by_status.setdefault(outcome.http_status, []).append((callback, outcome))
+    now = d.clock.now()
+    results: dict[str, Result] = {}
+    for placed in by_status.values():
+        moved = set(
+            transition_each(
+                session,
+                [
+                    RowChange(cb.id, cb.attempts, {"created_session_id": outcome.session_id})
+                    for cb, outcome in placed
+                ],
+                expected=Status.DISPATCHING,
+                target=Status.DISPATCHED,
+                now=now,
+                actor=actor,
+                detail=_detail(placed[0][1]),
+                values={**_DONE, "dispatched_at": now, "failure_cause": None},
+                guards=[Callback.attempt_in_flight.is_(True)],
+            )
+        )
+        for callback, _ in placed:
+            if callback.id in moved:
+                results[callback.id] = Result.DISPATCHED
+            else:
+                _resolved_elsewhere(callback)
+                results[callback.id] = Result.SKIPPED
+    return results
+
+
+def _resolved_elsewhere(callback: Callback) -> None:
+    # Someone (the reaper) already resolved this attempt; or a retry of a write whose
+    # first commit did land. Either way the row says what happened.
+    log.warning(
+        "callback %s: attempt %d already resolved elsewhere", callback.id, callback.attempts
+    )
+
+
+def _record(
+    session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
+) -> Result:
+    now = d.clock.now()
+    n = callback.attempts
+    detail = _detail(outcome)
     this_attempt = [Callback.attempts == n, Callback.attempt_in_flight.is_(True)]
 
     def move(target: Status, result: Result, **values: object) -> Result:
@@ -329,13 +385,11 @@ def _record(
             now=now,
             actor=actor,
             detail=detail,
-            values={**done, **values},
+            values={**_DONE, **values},
             guards=this_attempt,
         )
         if row is None:
-            # Someone (the reaper) already resolved this attempt; or a retry of a write
-            # whose first commit did land. Either way the row says what happened.
-            log.warning("callback %s: attempt %d already resolved elsewhere", callback.id, n)
+            _resolved_elsewhere(callback)
             return Result.SKIPPED
         log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
         return result

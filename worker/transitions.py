@@ -13,7 +13,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    column,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import values as values_list
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback, CallbackEvent
@@ -163,6 +174,96 @@ def transition_many(
         record(session, ids, expected, target, now, actor, {"attempt": attempt, **(detail or {})})
     _log_many([Moved(r.id, r.organization_id) for r in rows], expected, target, actor, detail)
     return rows
+
+
+class RowChange(NamedTuple):
+    id: str
+    attempt: int
+    """The attempt the change is for: a row on another attempt is left alone."""
+    values: Mapping[str, Any]
+    """Columns set to this row's own values (the same columns for every row of a call)."""
+
+
+def transition_each(
+    session: Session,
+    changes: Sequence[RowChange],
+    *,
+    expected: Status,
+    target: Status,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    guards: Sequence[ColumnElement[bool]] = (),
+) -> list[str]:
+    """``transition`` for several callbacks, each with values of its own and guarded by its
+    own attempt number, in one write; returns the ids that moved.
+
+    On PostgreSQL one ``UPDATE ... FROM (VALUES ...)``: writing the outcomes of a group of
+    dials row by row was a third of a worker's time (tests/perf). Elsewhere, row by row.
+    """
+    if not changes:
+        return []
+    if target != expected:
+        check_transition(expected, target)
+    if session.get_bind().dialect.name != "postgresql":
+        return [
+            c.id
+            for c in changes
+            if transition(
+                session,
+                c.id,
+                expected=expected,
+                target=target,
+                now=now,
+                actor=actor,
+                detail=detail,
+                values={**(values or {}), **c.values},
+                guards=[*guards, Callback.attempts == c.attempt],
+            )
+            is not None
+        ]
+    keys = sorted(changes[0].values)
+    columns = Callback.__table__.c
+    change = values_list(
+        column("id", String()),
+        column("attempt", Integer()),
+        *(column(key, columns[key].type) for key in keys),
+        name="change",
+    ).data([(c.id, c.attempt, *(c.values[key] for key in keys)) for c in changes])
+    rows = session.execute(
+        update(Callback)
+        .where(
+            Callback.id == change.c.id,
+            Callback.attempts == change.c.attempt,
+            Callback.status == expected,
+            *guards,
+        )
+        .values(
+            status=target,
+            updated_at=now,
+            **(values or {}),
+            **{key: change.c[key] for key in keys},
+        )
+        .returning(Callback.id, Callback.organization_id, Callback.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    by_attempt: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        by_attempt[row.attempts].append(row.id)
+    for attempt, ids in by_attempt.items():
+        with_attempt = {"attempt": attempt, **(detail or {})}
+        record(session, ids, expected, target, now, actor, with_attempt)
+    for row in rows:
+        _log(
+            row.id,
+            row.organization_id,
+            expected,
+            target,
+            actor,
+            {"attempt": row.attempts, **(detail or {})},
+        )
+    return [row.id for row in rows]
 
 
 def _log_many(

@@ -439,3 +439,39 @@ def test_outcomes_of_a_group_are_written_in_one_transaction(
         ).all()
     assert len(writers) == 3
     assert len(set(writers)) == 1  # one transaction wrote them all
+
+
+def test_a_group_of_placed_outcomes_lands_only_on_its_own_attempts(
+    sessions: sessionmaker[Session],
+) -> None:
+    d = Dispatcher(sessions, SystemClock(), LogDialer(), POLICY)
+    started, _ = start_attempts(d, [_claimed(sessions) for _ in range(3)], "worker")
+    mine, reaped, redialed = started
+    with sessions.begin() as s:
+        s.execute(
+            update(Callback)
+            .where(Callback.id == reaped.id)
+            .values(status=Status.SCHEDULED, attempt_in_flight=False)
+        )
+        s.execute(update(Callback).where(Callback.id == redialed.id).values(attempts=2))
+    results = record_outcomes(
+        d, [(cb, DialOutcome.placed(f"s-{cb.id}")) for cb in started], "worker"
+    )
+    assert results == {
+        mine.id: Result.DISPATCHED,
+        reaped.id: Result.SKIPPED,
+        redialed.id: Result.SKIPPED,
+    }
+    assert _get(sessions, mine.id).created_session_id == f"s-{mine.id}"
+    assert _get(sessions, reaped.id).status is Status.SCHEDULED
+    later = _get(sessions, redialed.id)
+    assert (later.status, later.attempts, later.created_session_id) == (
+        Status.DISPATCHING,
+        2,
+        None,
+    )
+    with sessions() as s:
+        placed_events = s.scalars(
+            select(CallbackEvent.callback_id).where(CallbackEvent.to_status == Status.DISPATCHED)
+        ).all()
+    assert placed_events == [mine.id]

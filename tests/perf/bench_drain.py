@@ -89,7 +89,8 @@ def count_left(engine: Engine) -> int:
 
 @contextmanager
 def profiler(pid: int, out: Path, enabled: bool) -> Iterator[None]:
-    """py-spy sampling the worker (all threads, active time only) while the block runs."""
+    """py-spy sampling the worker while the block runs: only the thread holding the GIL,
+    since a process bound by its GIL shows every thread waiting for it as busy."""
     if not enabled:
         yield
         return
@@ -106,6 +107,7 @@ def profiler(pid: int, out: Path, enabled: bool) -> Iterator[None]:
             "-r",
             "250",
             "--nonblocking",
+            "--gil",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
