@@ -64,7 +64,8 @@ busy AS (
 ),
 room AS (
     SELECT l.org, l.per_number, CAST({floor}({least}(
-        l.conc - COALESCE((SELECT sum(b.n) FROM busy b WHERE b.org = l.org), 0),
+        CASE WHEN l.conc >= :big THEN :big
+             ELSE l.conc - COALESCE((SELECT sum(b.n) FROM busy b WHERE b.org = l.org), 0) END,
         CASE WHEN l.rate = 0 THEN :big
              ELSE {least}({greatest}(1.0, l.rate / 12.0),
                           COALESCE(l.tokens + {elapsed} * l.rate / 60.0,
@@ -73,13 +74,18 @@ room AS (
     FROM limits l
 ),"""
 
-# A number may still take rows if it is not held and has room left.
+# A number may still take rows if it is not held and has room left. Every count of `busy`
+# sits behind a CASE on "no cap" (CASE, not OR: only CASE fixes the order of evaluation),
+# so without caps (the default) `busy` is never read: a scan of every `dispatching` row
+# per claim otherwise (tests/perf).
 _NUMBER_OPEN = """(c.phone_number_id IS NULL OR (
     NOT EXISTS (SELECT 1 FROM holds h
                 WHERE h.scope = 'number:' || r.org || ':' || c.phone_number_id
                   AND h.until > :now)
-    AND COALESCE((SELECT b.n FROM busy b
-                  WHERE b.org = r.org AND b.num = c.phone_number_id), 0) < r.per_number))"""
+    AND CASE WHEN r.per_number >= :big THEN TRUE
+             ELSE COALESCE((SELECT b.n FROM busy b
+                            WHERE b.org = r.org AND b.num = c.phone_number_id), 0)
+                  < r.per_number END))"""
 
 # Built from the constants above only; every value is a bound parameter.
 _PG_PICK = """
@@ -112,8 +118,10 @@ _ELIGIBLE = """
 eligible AS (
     SELECT p.id, p.rn, p.due_at FROM picked p
     WHERE p.rn <= p.n
-      AND (p.num IS NULL OR p.rn_num + COALESCE(
-            (SELECT b.n FROM busy b WHERE b.org = p.org AND b.num = p.num), 0) <= p.per_number)
+      AND (p.num IS NULL OR CASE WHEN p.per_number >= :big THEN TRUE
+           ELSE p.rn_num + COALESCE(
+               (SELECT b.n FROM busy b WHERE b.org = p.org AND b.num = p.num), 0)
+               <= p.per_number END)
 )"""
 
 # Assembled from the constants above only; every value is a bound parameter.
