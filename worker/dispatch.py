@@ -181,10 +181,11 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
     if len(dialed) > 1:
         try:
             with d.sessions.begin() as session:
-                results = _record_placed(session, d, dialed, actor)
+                written = _record_placed(session, d, dialed, actor)
                 for callback, outcome in dialed:
-                    if callback.id not in results:
-                        results[callback.id] = _record(session, d, callback, outcome, actor)
+                    if callback.id not in written:
+                        written[callback.id] = _record(session, d, callback, outcome, actor)
+            results = written  # only once the commit has landed
         except DBAPIError as exc:
             log.warning(
                 "could not record %d outcomes together (%s); recording each alone: %s",

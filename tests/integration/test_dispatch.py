@@ -475,3 +475,34 @@ def test_a_group_of_placed_outcomes_lands_only_on_its_own_attempts(
             select(CallbackEvent.callback_id).where(CallbackEvent.to_status == Status.DISPATCHED)
         ).all()
     assert placed_events == [mine.id]
+
+
+def test_a_group_whose_commit_fails_is_written_again_row_by_row(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    # A deferred constraint trigger fails the commit itself, after every statement went in.
+    install = """
+        CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+        CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON callbacks
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.created_session_id = 'refused') EXECUTE FUNCTION refuse_at_commit();
+    """
+    d = Dispatcher(pg_sessions, SystemClock(), LogDialer(), DispatchPolicy(record_retries=1))
+    started, _ = start_attempts(d, [_claimed(pg_sessions) for _ in range(2)], "worker")
+    good, refused = started
+    with pg_sessions.begin() as s:
+        s.execute(text(install))
+    try:
+        results = record_outcomes(
+            d,
+            [(good, DialOutcome.placed("fine")), (refused, DialOutcome.placed("refused"))],
+            "worker",
+        )
+    finally:
+        with pg_sessions.begin() as s:
+            s.execute(text("DROP TRIGGER refuse_at_commit ON callbacks"))
+            s.execute(text("DROP FUNCTION refuse_at_commit()"))
+    assert results == {good.id: Result.DISPATCHED, refused.id: Result.UNRECORDED}
+    assert _get(pg_sessions, good.id).created_session_id == "fine"
+    assert _get(pg_sessions, refused.id).status is Status.DISPATCHING
