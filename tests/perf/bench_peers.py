@@ -1,9 +1,10 @@
 """(g) Peers on the same job, same machine, same stand-in: Procrastinate and naive Celery ETA.
 
 The same backlog of past-due callbacks (the same rows, so each peer also marks them
-dispatched), the same concurrency, the same provider delay. Every system is timed over the
-same window, from the first dial the stand-in sees to the last ``dispatched_at``; the
-ratio is ours over the peer's (above 1: ours is faster).
+dispatched), the same number of dials in flight (ours: WORKER_CONCURRENCY x
+DISPATCH_BATCH_SIZE; each peer: that many concurrent tasks), the same provider delay.
+Every system is timed over the same window, from the first dial the stand-in sees to the
+last ``dispatched_at``; the ratio is ours over the peer's (above 1: ours is faster).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def _wait(engine: Engine, procs: Processes, count: int, delay: float, name: str)
         raise
 
 
-def drain_eta(engine: Engine, url: str, stand_in: StandIn, *, count: int, delay: float) -> float:
+def drain_eta(
+    engine: Engine, url: str, stand_in: StandIn, *, count: int, delay: float, concurrency: int
+) -> float:
     rows = _backlog(engine, count)
     flush_redis()
     stand_in.reset(delay)
@@ -77,7 +80,8 @@ def drain_eta(engine: Engine, url: str, stand_in: StandIn, *, count: int, delay:
                 "perf.eta_dial", (callback_id, to), eta=at, queue=DISPATCH_QUEUE, producer=producer
             )
     with tempfile.TemporaryDirectory(prefix="perf-eta-") as tmp:
-        procs = Processes(Path(tmp), service_env(url, stand_in, {}))
+        env = service_env(url, stand_in, {"WORKER_CONCURRENCY": str(concurrency)})
+        procs = Processes(Path(tmp), env)
         try:
             procs.start("eta", "celery", "-A", "tests.perf.peer_eta_app", "worker")
             _wait(engine, procs, count, delay, "eta")
@@ -122,7 +126,9 @@ def drain_procrastinate(
         asyncio.run(_defer(rows))
     finally:
         os.environ.pop("PERF_DSN", None)
-    env = service_env(url, stand_in, {"PERF_DSN": _libpq(url)})
+    env = service_env(
+        url, stand_in, {"PERF_DSN": _libpq(url), "PERF_CONCURRENCY": str(concurrency)}
+    )
     with tempfile.TemporaryDirectory(prefix="perf-procrastinate-") as tmp:
         procs = Processes(Path(tmp), env)
         try:
@@ -149,7 +155,7 @@ def run_peers(
     runs: int,
     ours_by_delay: dict[float, list[DrainRun]],
 ) -> None:
-    concurrency = load_settings(database_url=url).effective_concurrency
+    concurrency = load_settings(database_url=url).dials_in_flight
     for delay, ours_runs in ours_by_delay.items():
         ours = [r.count / r.extra["first_dial_to_last_dispatch"] for r in ours_runs]
         for name in ("procrastinate", "celery eta"):
@@ -163,7 +169,9 @@ def run_peers(
                         engine, url, stand_in, count=count, delay=delay, concurrency=concurrency
                     )
                 else:
-                    rate = drain_eta(engine, url, stand_in, count=count, delay=delay)
+                    rate = drain_eta(
+                        engine, url, stand_in, count=count, delay=delay, concurrency=concurrency
+                    )
                 rates.append(rate)
                 print(f"   run {i + 1}: {rate:.0f}/s ({time.monotonic() - began:.0f}s)")
             peer = Stat.of(rates)

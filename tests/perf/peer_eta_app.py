@@ -37,8 +37,10 @@ def parts() -> tuple[SpekoDialer, Engine]:
                 read_timeout=settings.dialer_read_timeout,
                 pool_size=settings.dialer_pool_size or settings.effective_concurrency,
             )
+            # Threads wait for a connection past this; PostgreSQL allows ~100 in all.
             engine = make_engine(
-                settings.effective_database_url, pool_size=settings.effective_concurrency + 2
+                settings.effective_database_url,
+                pool_size=min(settings.effective_concurrency + 2, 20),
             )
             _parts.append((dialer, engine))
         return _parts[0]

@@ -4,7 +4,7 @@ Each callback is one job deferred with ``schedule_at = scheduled_at``; the task 
 same ``VoiceDialRequest`` to the stand-in (aiohttp: Procrastinate runs async tasks
 concurrently on one event loop) and marks the callback row dispatched, one UPDATE.
 
-    procrastinate --app=tests.perf.peer_procrastinate.app worker --concurrency 32
+    procrastinate --app=tests.perf.peer_procrastinate.app worker --concurrency 800
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ MARK_DISPATCHED = (
 @app.task(name="perf.place_call")
 async def place_call(callback_id: str, to: str) -> None:
     if not _http:
-        _http.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)))
+        limit = int(os.environ.get("PERF_CONCURRENCY", "64"))
+        _http.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)))
     url = os.environ["SPEKO_API_URL"].rstrip("/") + "/v1/sessions/phone"
     headers = {
         "Authorization": f"Bearer {os.environ['SPEKO_API_KEY']}",
