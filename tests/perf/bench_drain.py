@@ -305,22 +305,42 @@ def run_drain(
     return ours_by_delay
 
 
+def idle_rss(
+    engine: Engine, url: str, stand_in: StandIn, *, seconds: float = 8.0
+) -> dict[str, float]:
+    """Peak RSS (MiB) of a worker and beat started on an empty table: the baseline."""
+    reset_tables(engine)
+    flush_redis()
+    with tempfile.TemporaryDirectory(prefix="perf-idle-") as tmp:
+        procs = Processes(Path(tmp), service_env(url, stand_in, {}))
+        try:
+            worker = procs.start("worker", "celery", "-A", "worker", "worker")
+            beat = procs.start("beat", "celery", "-A", "worker", "beat")
+            with RssSampler({"worker": worker.pid, "beat": beat.pid}) as sampler:
+                time.sleep(seconds)  # start-up and a few empty polls: real processes, real time
+        finally:
+            procs.stop_all()
+    return sampler.peak
+
+
 def run_memory(
     results: Results, engine: Engine, url: str, stand_in: StandIn, *, count: int
 ) -> None:
     print(f"\n== memory: worker and beat RSS while {count:,} callbacks drain (provider 0 ms)")
     before = load1()
+    idle = idle_rss(engine, url, stand_in)
     run = drain_ours(engine, url, stand_in, count=count, delay=0.0)
     for name in ("worker", "beat"):
+        peak = run.rss_peak.get(name, 0.0)
         results.add(
             Figure(
                 "memory",
                 f"{name} peak RSS, {count:,} backlog",
                 "MiB",
-                Stat.of([run.rss_peak.get(name, 0.0)]),
-                baseline=Stat.of([run.rss_first.get(name, 0.0)]),
-                baseline_name="at start",
-                ratio=Stat.of([run.rss_peak.get(name, 0.0) / max(run.rss_first.get(name, 1), 1)]),
+                Stat.of([peak]),
+                baseline=Stat.of([idle.get(name, 0.0)]),
+                baseline_name="idle, empty table",
+                ratio=Stat.of([peak / max(idle.get(name, 1.0), 1.0)]),
                 load=(before, load1()),
                 notes={"drain_rate": round(run.rate, 1)},
             )
