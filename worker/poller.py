@@ -43,8 +43,12 @@ def poll(
     policy: DispatchPolicy,
 ) -> int:
     """Claim and publish until nothing is due or the tick's cap is reached; return the count."""
+    # One "now" per tick: the tick takes what was due when it began, in full batches. Read
+    # per batch, a steady stream of arrivals kept one tick chasing it in batches of 1-5
+    # callbacks until max_per_tick, a message each (tests/perf, lag: 44 s at 200/s).
+    now = clock.now()
     with sessions() as session:
-        hold = active_hold(session, PROVIDER, clock.now())
+        hold = active_hold(session, PROVIDER, now)
     if hold is not None:
         log.error("NOT DIALING until %s: %s", hold.until.isoformat(), hold.reason)
         return 0
@@ -52,7 +56,6 @@ def poll(
     while total + deferred < limits.max_per_tick:
         batch = min(limits.batch_size, limits.max_per_tick - total - deferred)
         with sessions.begin() as session:
-            now = clock.now()
             ids = claim_due(
                 session, now=now, batch_size=batch, lease=policy.claim_lease, pacing=policy.pacing
             )
