@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -167,11 +167,7 @@ def transition_many(
             .execution_options(synchronize_session=False, populate_existing=True)
         ).scalars()
     )
-    by_attempt: dict[int, list[str]] = defaultdict(list)
-    for row in rows:
-        by_attempt[row.attempts].append(row.id)
-    for attempt, ids in by_attempt.items():
-        record(session, ids, expected, target, now, actor, {"attempt": attempt, **(detail or {})})
+    _record_by_attempt(session, rows, expected, target, now, actor, detail)
     _log_many([Moved(r.id, r.organization_id) for r in rows], expected, target, actor, detail)
     return rows
 
@@ -248,12 +244,7 @@ def transition_each(
         .returning(Callback.id, Callback.organization_id, Callback.attempts)
         .execution_options(synchronize_session=False)
     ).all()
-    by_attempt: dict[int, list[str]] = defaultdict(list)
-    for row in rows:
-        by_attempt[row.attempts].append(row.id)
-    for attempt, ids in by_attempt.items():
-        with_attempt = {"attempt": attempt, **(detail or {})}
-        record(session, ids, expected, target, now, actor, with_attempt)
+    _record_by_attempt(session, rows, expected, target, now, actor, detail)
     for row in rows:
         _log(
             row.id,
@@ -264,6 +255,28 @@ def transition_each(
             {"attempt": row.attempts, **(detail or {})},
         )
     return [row.id for row in rows]
+
+
+class _Attempted(Protocol):
+    id: str
+    attempts: int
+
+
+def _record_by_attempt(
+    session: Session,
+    rows: Sequence[_Attempted],
+    expected: Status,
+    target: Status,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any] | None,
+) -> None:
+    """History for moved rows: one INSERT per attempt number (nearly always one)."""
+    by_attempt: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        by_attempt[row.attempts].append(row.id)
+    for attempt, ids in by_attempt.items():
+        record(session, ids, expected, target, now, actor, {"attempt": attempt, **(detail or {})})
 
 
 def _log_many(
