@@ -302,7 +302,8 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
                 attempt + 1,
                 exc.orig or exc,
             )
-            time.sleep(0.5 * (attempt + 1))
+            if attempt + 1 < d.policy.record_retries:  # no wait after the last try
+                time.sleep(0.5 * (attempt + 1))
     log.error(
         "callback %s: outcome %s of attempt %d NOT recorded; the reaper will resolve it",
         callback.id,
