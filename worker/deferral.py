@@ -18,11 +18,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker import lifecycle
 from worker.db.models import Callback
 from worker.orgs import OrgRules, rules_for
 from worker.pacing import Pacing
-from worker.status import Status
-from worker.transitions import transition
 from worker.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
 
 log = logging.getLogger(__name__)
@@ -79,14 +78,15 @@ def verdict(
 def _defer(
     session: Session, row: Any, d: Deferral, *, now: datetime, actor: str
 ) -> Callback | None:
-    values: dict[str, Any] = {"due_at": d.until, "lease_expires_at": None}
-    if row.expires_at is not None:
-        values["expires_at"] = max(row.expires_at, d.until + (row.expires_at - row.scheduled_at))
-    return transition(
+    # The expiry moves with the wait, so lateness counts from the window's opening.
+    expires_at = row.expires_at
+    if expires_at is not None:
+        expires_at = max(expires_at, d.until + (expires_at - row.scheduled_at))
+    return lifecycle.defer(
         session,
         row.id,
-        expected=Status.DISPATCHING,
-        target=Status.SCHEDULED,
+        until=d.until,
+        expires_at=expires_at,
         now=now,
         actor=actor,
         detail={
@@ -95,8 +95,6 @@ def _defer(
             "zones": d.zones,
             "zone_from": d.zone_source,
         },
-        values=values,
-        guards=[Callback.attempt_in_flight.is_(False)],
     )
 
 

@@ -15,50 +15,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
-from worker.claims import claim_now
+from worker import lifecycle, metrics
 from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
 from worker.db.retry import on_fresh_connection
+from worker.decisions import Fail, GiveUp, Hold, Pause, Place, Retry, Try, decide, exhausted_cause
 from worker.deferral import defer_closed
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
 from worker.holds import PROVIDER, set_hold
-from worker.pacing import Pacing, pause_for_rate_limit
-from worker.retry import RetryPolicy
+from worker.lifecycle import Placed, Reschedule
+from worker.pacing import pause_for_rate_limit
+from worker.policy import DispatchPolicy
 from worker.status import Status
-from worker.transitions import (
-    RowChange,
-    bulk_transition,
-    transition,
-    transition_each,
-    transition_many,
-)
 
 log = logging.getLogger(__name__)
 
 WORKER = "worker"
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    claim_lease: timedelta = timedelta(minutes=5)
-    attempt_lease: timedelta = timedelta(minutes=2)
-    """How long an attempt may run before the reaper calls its outcome unknown."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    key_rejected_hold: timedelta = timedelta(minutes=2)
-    lateness: timedelta | None = timedelta(hours=4)
-    """Default for new callbacks, and the window a manual dispatch gets from now."""
-    redial_unknown: bool = False
-    """Reaper: re-send an attempt of unknown outcome with the same key instead of failing it."""
-    record_retries: int = 3
-    """How often to retry writing an outcome after a dial before leaving it to the reaper."""
-    pacing: Pacing = field(default_factory=Pacing)
-    """Calling windows, caps and 429 pauses (worker/pacing.py)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +98,7 @@ def dispatch_many(
         now = d.clock.now()
         with d.sessions.begin() as session:
             for callback_id in ids:
-                claim_now(
+                lifecycle.claim_one(
                     session,
                     callback_id,
                     now=now,
@@ -223,24 +200,8 @@ def start_attempts(
             # dispatch never went through the poller's check.
             ids = defer_closed(session, ids, now=now, pacing=d.policy.pacing, actor=actor)
             results.update(dict.fromkeys(set(callback_ids) - set(ids), Result.DEFERRED))
-        started = transition_many(
-            session,
-            ids,
-            expected=Status.DISPATCHING,
-            target=Status.DISPATCHING,
-            now=now,
-            actor=actor,
-            detail={"event": "attempt started"},
-            values={
-                "attempt_in_flight": True,
-                "attempts": Callback.attempts + 1,
-                "attempted_at": now,
-                "lease_expires_at": now + d.policy.attempt_lease,
-            },
-            guards=[
-                Callback.attempt_in_flight.is_(False),
-                or_(Callback.expires_at.is_(None), Callback.expires_at > now),
-            ],
+        started = lifecycle.start_attempts(
+            session, ids, now=now, lease=d.policy.attempt_lease, actor=actor
         )
         missed = sorted(set(ids) - {cb.id for cb in started})
         if missed:
@@ -267,24 +228,10 @@ def _not_started(
 
 
 def _expire(session: Session, callback_ids: Sequence[str], now: datetime, actor: str) -> list[str]:
-    """Claimed callbacks past their ``expires_at`` fail instead of ringing hours late."""
-    expired = bulk_transition(
-        session,
-        expected=Status.DISPATCHING,
-        target=Status.FAILED,
-        now=now,
-        actor=actor,
-        detail={"cause": "expired"},
-        values={"failure_cause": "expired", "attempt_in_flight": False, "lease_expires_at": None},
-        guards=[
-            Callback.id.in_(callback_ids),
-            Callback.attempt_in_flight.is_(False),
-            Callback.expires_at <= now,
-        ],
-    )
-    for moved in expired:
-        log.warning("callback %s: expired (not placed in time); not dialing", moved.id)
-    return [m.id for m in expired]
+    expired = lifecycle.expire(session, callback_ids, now=now, actor=actor)
+    for callback_id in expired:
+        log.warning("callback %s: expired (not placed in time); not dialing", callback_id)
+    return expired
 
 
 def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:
@@ -313,9 +260,6 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
     return Result.UNRECORDED
 
 
-_DONE = {"attempt_in_flight": False, "lease_expires_at": None}
-
-
 def _detail(outcome: DialOutcome) -> dict[str, object]:
     return {
         "outcome": str(outcome.kind),
@@ -338,19 +282,12 @@ def _record_placed(
     results: dict[str, Result] = {}
     for placed in by_status.values():
         moved = set(
-            transition_each(
+            lifecycle.record_placed(
                 session,
-                [
-                    RowChange(cb.id, cb.attempts, {"created_session_id": outcome.session_id})
-                    for cb, outcome in placed
-                ],
-                expected=Status.DISPATCHING,
-                target=Status.DISPATCHED,
+                [Placed(cb.id, cb.attempts, outcome.session_id) for cb, outcome in placed],
                 now=now,
                 actor=actor,
                 detail=_detail(placed[0][1]),
-                values={**_DONE, "dispatched_at": now, "failure_cause": None},
-                guards=[Callback.attempt_in_flight.is_(True)],
             )
         )
         for callback, _ in placed:
@@ -373,87 +310,57 @@ def _resolved_elsewhere(callback: Callback) -> None:
 def _record(
     session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
 ) -> Result:
+    """Carry out what :func:`worker.decisions.decide` makes of this attempt's outcome."""
     now = d.clock.now()
     n = callback.attempts
     detail = _detail(outcome)
-    this_attempt = [Callback.attempts == n, Callback.attempt_in_flight.is_(True)]
-
-    def move(target: Status, result: Result, **values: object) -> Result:
-        row = transition(
-            session,
-            callback.id,
-            expected=Status.DISPATCHING,
-            target=target,
-            now=now,
-            actor=actor,
-            detail=detail,
-            values={**_DONE, **values},
-            guards=this_attempt,
-        )
-        if row is None:
-            _resolved_elsewhere(callback)
-            return Result.SKIPPED
-        log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
-        return result
-
-    match outcome.kind:
-        case OutcomeKind.PLACED:
-            return move(
-                Status.DISPATCHED,
-                Result.DISPATCHED,
-                created_session_id=outcome.session_id,
-                dispatched_at=now,
-                failure_cause=None,
+    decision = decide(outcome, n, d.policy)
+    if isinstance(decision, GiveUp):
+        decision = Fail(exhausted_cause(n, _earlier_tries(session, callback.id), outcome))
+    back: tuple[Reschedule, datetime] | None = None
+    match decision:
+        case Place(session_id):
+            placed = Placed(callback.id, n, session_id)
+            moved = bool(
+                lifecycle.record_placed(session, [placed], now=now, actor=actor, detail=detail)
             )
-        case OutcomeKind.TRANSIENT if outcome.http_status == 429:
-            # Rate limited: pause the organization (or number) instead of spending retries.
-            pause = pause_for_rate_limit(
-                session, callback, outcome.retry_after, now=now, pacing=d.policy.pacing
+            target, result = Status.DISPATCHED, Result.DISPATCHED
+        case Fail(cause):
+            moved = lifecycle.fail_attempt(
+                session, callback.id, n, cause=cause, now=now, actor=actor, detail=detail
             )
-            detail.update(paused=pause.scope, retry_in_seconds=pause.wait.total_seconds())
-            return move(Status.SCHEDULED, Result.PAUSED, due_at=now + pause.wait, attempts=n - 1)
-        case OutcomeKind.TRANSIENT if d.policy.retry.should_retry(n):
-            wait = d.policy.retry.delay(n, outcome.retry_after)
-            detail["retry_in_seconds"] = round(wait, 3)
-            return move(Status.SCHEDULED, Result.RETRY, due_at=now + timedelta(seconds=wait))
-        case OutcomeKind.TRANSIENT:
-            cause = _exhausted_cause(session, callback.id, n, outcome)
-            return move(Status.FAILED, Result.FAILED, failure_cause=cause)
-        case OutcomeKind.KEY_REJECTED:
-            # Our key, not this callback: hold it without spending one of its attempts,
-            # and hold all dialing so the other due callbacks are not burnt the same way.
-            set_hold(
-                session,
-                PROVIDER,
-                until=now + d.policy.key_rejected_hold,
-                reason=outcome.cause,
-                now=now,
-            )
+            target, result = Status.FAILED, Result.FAILED
+        case Retry(seconds):
+            detail["retry_in_seconds"] = round(seconds, 3)
+            back, result = (Reschedule.RETRY, now + timedelta(seconds=seconds)), Result.RETRY
+        case Pause(wait):
+            scope = pause_for_rate_limit(session, callback, wait, now=now, pacing=d.policy.pacing)
+            detail.update(paused=scope, retry_in_seconds=wait.total_seconds())
+            back, result = (Reschedule.PAUSE, now + wait), Result.PAUSED
+        case Hold(wait):
+            set_hold(session, PROVIDER, until=now + wait, reason=outcome.cause, now=now)
             log.error(
                 "callback %s: PROVIDER REJECTED OUR API KEY (%s); holding, retry in %ss",
                 callback.id,
                 outcome.cause,
-                d.policy.key_rejected_hold.total_seconds(),
+                wait.total_seconds(),
             )
-            return move(
-                Status.SCHEDULED,
-                Result.HELD,
-                due_at=now + d.policy.key_rejected_hold,
-                attempts=n - 1,
-            )
-        case OutcomeKind.PERMANENT:
-            return move(
-                Status.FAILED,
-                Result.FAILED,
-                failure_cause=f"provider refused the call: {outcome.cause} (attempt {n})",
-            )
-        case OutcomeKind.UNKNOWN:
-            return move(
-                Status.FAILED, Result.FAILED, failure_cause=f"outcome unknown: {outcome.cause}"
-            )
+            back, result = (Reschedule.HOLD, now + wait), Result.HELD
+    if back is not None:
+        why, due_at = back
+        moved = lifecycle.reschedule_attempt(
+            session, callback.id, n, why=why, due_at=due_at, now=now, actor=actor, detail=detail
+        )
+        target = Status.SCHEDULED
+    if not moved:
+        _resolved_elsewhere(callback)
+        return Result.SKIPPED
+    log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
+    return result
 
 
-def _exhausted_cause(session: Session, callback_id: str, n: int, last: DialOutcome) -> str:
+def _earlier_tries(session: Session, callback_id: str) -> list[Try]:
+    """The transient failures after which this callback went back to ``scheduled``."""
     earlier = session.scalars(
         select(CallbackEvent.detail)
         .where(
@@ -461,19 +368,8 @@ def _exhausted_cause(session: Session, callback_id: str, n: int, last: DialOutco
         )
         .order_by(CallbackEvent.id)
     ).all()
-    tries = [
-        (str(e["cause"]), bool(e.get("maybe_placed")))
+    return [
+        Try(str(e["cause"]), bool(e.get("maybe_placed")))
         for e in earlier
         if e.get("outcome") == OutcomeKind.TRANSIENT
     ]
-    tries = [*tries, (last.cause, last.maybe_placed)][-n:]
-    listed = "; ".join(f"#{i}: {c}" for i, (c, _) in enumerate(tries, start=1))
-    cause = f"gave up after {n} attempts ({listed})"
-    if any(maybe for _, maybe in tries):
-        # A timed-out request may have rung the phone: say so, so that nobody retries it
-        # by hand (a new dispatch round has a new Idempotency-Key) without checking first.
-        return (
-            "outcome unknown: an attempt timed out after the request was sent, so the call "
-            f"may have been placed; {cause}"
-        )
-    return cause

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from worker import lifecycle
 from worker.db.models import Callback
 from worker.ids import new_callback_id
-from worker.status import Status
-from worker.transitions import record
 from worker.validation import NewCallback
 
 DEFAULT_LATENESS = timedelta(hours=4)
@@ -36,7 +34,7 @@ def schedule(
     ``lateness``: how long after ``scheduled_at`` a callback may still be placed, unless it
     says otherwise; ``None``: never expires.
     """
-    rows = [
+    fields = [
         {
             "id": new_callback_id(),
             "organization_id": item.organization_id,
@@ -46,26 +44,13 @@ def schedule(
             "to_number": item.to_number,
             "from_number": item.from_number,
             "scheduled_at": item.scheduled_at,
-            "due_at": item.scheduled_at,
             "expires_at": expiry(item, lateness),
-            "status": Status.SCHEDULED,
             "reason": item.reason,
             "instructions": item.instructions,
             "summary": item.summary,
             "pipeline_config": item.pipeline_config,
             "metadata_": item.metadata,
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-            "attempt_in_flight": False,
-            "dispatch_round": 1,
         }
         for item in new
     ]
-    if not rows:
-        return []
-    created = list(
-        session.scalars(insert(Callback).returning(Callback, sort_by_parameter_order=True), rows)
-    )
-    record(session, [c.id for c in created], None, Status.SCHEDULED, now, actor)
-    return created
+    return lifecycle.create(session, fields, now=now, actor=actor)

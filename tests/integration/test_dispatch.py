@@ -22,13 +22,13 @@ from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer, DialOutcome, DialRequest, OutcomeKind
 from worker.dispatch import (
     Dispatcher,
-    DispatchPolicy,
     Result,
     dispatch,
     dispatch_many,
     record_outcomes,
     start_attempts,
 )
+from worker.policy import DispatchPolicy
 from worker.retry import RetryPolicy
 from worker.status import Status
 

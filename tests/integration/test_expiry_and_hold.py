@@ -14,8 +14,9 @@ from worker.clock import SystemClock
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
+from worker.dispatch import Dispatcher, Result, dispatch
 from worker.holds import PROVIDER, active_hold
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.scheduling import schedule
 from worker.status import Status

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.factories import T0, make_callback
 from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
-from worker.dispatch import DispatchPolicy
+from worker.policy import DispatchPolicy
 from worker.reaper import Reaped, reap
 from worker.retry import RetryPolicy
 from worker.status import Status

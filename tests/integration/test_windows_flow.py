@@ -14,9 +14,10 @@ from tests.support.factories import make_callback
 from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
+from worker.dispatch import Dispatcher, Result, dispatch
 from worker.orgs import set_window
 from worker.pacing import Pacing
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.status import Status
 from worker.windows import Window

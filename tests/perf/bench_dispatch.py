@@ -23,8 +23,9 @@ from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.db.migrate import upgrade
 from worker.dialer.log import LogDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch_many
+from worker.dispatch import Dispatcher, dispatch_many
 from worker.logs import configure_logging
+from worker.policy import DispatchPolicy
 from worker.scheduling import schedule
 from worker.settings import Settings
 from worker.validation import NewCallback

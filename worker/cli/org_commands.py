@@ -12,7 +12,7 @@ from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.db.models import OrgConfig
 from worker.orgs import describe, set_window, upsert
-from worker.pacing import pacing_from_settings
+from worker.runtime import pacing_from_settings
 from worker.settings import load_settings
 from worker.windows import Window, valid_zone_name
 

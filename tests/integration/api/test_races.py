@@ -22,7 +22,8 @@ from tests.support.provider import Provider
 from worker.claims import claim_due
 from worker.db.models import Callback
 from worker.dialer.speko import SpekoDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch
+from worker.dispatch import Dispatcher, dispatch
+from worker.policy import DispatchPolicy
 from worker.status import Status
 
 ROUNDS = 15
