@@ -18,9 +18,8 @@ from types import FrameType
 
 from sqlalchemy import select
 
-from worker.clock import SystemClock
+from worker.cli.context import CliContext, cli_context
 from worker.db import migrate as migrations
-from worker.db.engine import make_engine, make_sessions
 from worker.db.models import Callback
 from worker.orgs import set_window
 from worker.scheduling import schedule
@@ -95,9 +94,12 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
 
 
 def _demo(settings: Settings) -> bool:
-    engine = make_engine(settings.effective_database_url)
-    sessions = make_sessions(engine)
-    now = SystemClock().now()
+    with cli_context(settings) as ctx:
+        return _watch_demo(ctx)
+
+
+def _watch_demo(ctx: CliContext) -> bool:
+    sessions, now = ctx.sessions, ctx.clock.now()
     new = [
         NewCallback(
             organization_id="org_demo",
@@ -110,24 +112,21 @@ def _demo(settings: Settings) -> bool:
     with sessions.begin() as session:
         # The demo runs at any hour: its organization may be called around the clock.
         set_window(session, "org_demo", Window(0, DAY_MINUTES), None, now=now)
-        created = schedule(session, new, now=now, actor="cli", lateness=settings.lateness)
+        created = schedule(session, new, now=now, actor="cli", lateness=ctx.settings.lateness)
         ids = [cb.id for cb in created]
     print(f"demo: scheduled {len(ids)} callbacks a few seconds ahead: {', '.join(ids)}", flush=True)
     seen: dict[str, str] = {}
     deadline = time.monotonic() + DEMO_DEADLINE
-    try:
-        while time.monotonic() < deadline:
-            with sessions() as session:
-                rows = session.scalars(select(Callback).where(Callback.id.in_(ids))).all()
-            for cb in rows:
-                if seen.get(cb.id) != cb.status:
-                    seen[cb.id] = cb.status
-                    print(f"demo: {cb.id} is {cb.status}", flush=True)
-            if len(rows) == len(ids) and all(cb.status in SETTLED for cb in rows):
-                print(json.dumps({cb.id: cb.status for cb in rows}), flush=True)
-                return True
-            time.sleep(0.2)
-        print("demo: not every callback was placed in time", file=sys.stderr, flush=True)
-        return False
-    finally:
-        engine.dispose()
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            rows = session.scalars(select(Callback).where(Callback.id.in_(ids))).all()
+        for cb in rows:
+            if seen.get(cb.id) != cb.status:
+                seen[cb.id] = cb.status
+                print(f"demo: {cb.id} is {cb.status}", flush=True)
+        if len(rows) == len(ids) and all(cb.status in SETTLED for cb in rows):
+            print(json.dumps({cb.id: cb.status for cb in rows}), flush=True)
+            return True
+        time.sleep(0.2)
+    print("demo: not every callback was placed in time", file=sys.stderr, flush=True)
+    return False

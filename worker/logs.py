@@ -40,10 +40,3 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
-
-
-def mask_number(number: str | None) -> str | None:
-    """Phone numbers never appear in clear at INFO: keep the last 4 digits."""
-    if not number:
-        return number
-    return "*" * max(0, len(number) - 4) + number[-4:]

@@ -52,7 +52,7 @@ from tests.support.scenario import (
     worker_env,
 )
 from tests.support.supervisor import Supervisor
-from worker.celery_app import create_celery
+from worker.celery.app import create_celery
 from worker.settings import load_settings
 from worker.status import Status
 

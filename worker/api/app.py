@@ -18,6 +18,7 @@ from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
 from worker.api.openapi import document
 from worker.api.routes import callbacks, health, metrics
+from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.settings import Settings
@@ -41,9 +42,7 @@ def create_app(
         sessions = make_sessions(engine)
     if publish is None or broker_probe is None:
         if celery is None:
-            from worker.celery_app import create_celery
-
-            celery = create_celery(settings)
+            celery = publisher(settings)
             owned.append(celery.close)
         publish = publish or celery_publisher(celery)
         broker_probe = broker_probe or celery_probe(celery)

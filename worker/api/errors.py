@@ -63,11 +63,6 @@ class Unauthorized(ApiError):
         super().__init__("Unauthorized")
 
 
-class Unavailable(ApiError):
-    status = 503
-    code = UNAVAILABLE
-
-
 def describe(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():

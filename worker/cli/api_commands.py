@@ -10,8 +10,7 @@ import sys
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from worker import apikeys
-from worker.clock import SystemClock
-from worker.db.engine import make_engine, make_sessions
+from worker.cli.context import cli_context
 from worker.settings import load_settings
 
 DEFAULT_PORT = 8000
@@ -58,11 +57,9 @@ def api(args: argparse.Namespace) -> int:
 
 
 def api_key(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
     try:
-        with make_sessions(engine).begin() as session:
-            now = SystemClock().now()
+        with cli_context() as ctx, ctx.sessions.begin() as session:
+            now = ctx.clock.now()
             if args.api_key_command == "create":
                 key, token = apikeys.create_key(session, args.organization_id, now=now)
             elif not apikeys.revoke_key(session, args.key_id, now=now):
@@ -75,8 +72,6 @@ def api_key(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        engine.dispose()
     if args.api_key_command == "create":
         # The token alone on stdout, so `TOKEN=$(callbacks api-key create --org X)` works.
         print(token)

@@ -10,9 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from worker.clock import SystemClock
+from worker.cli.context import cli_context
 from worker.db import migrate as migrations
-from worker.db.engine import make_engine, make_sessions
 from worker.db.models import CallbackEvent
 from worker.report import render, status_report
 from worker.scheduling import schedule as schedule_callbacks
@@ -89,32 +88,22 @@ def schedule(args: argparse.Namespace) -> int:
         new = parse_new_callbacks(items)
     except InvalidCallback as exc:
         return fail("nothing was scheduled:\n  " + "\n  ".join(exc.problems))
-    settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with make_sessions(engine).begin() as session:
-            created = schedule_callbacks(
-                session, new, now=SystemClock().now(), actor=CLI, lateness=settings.lateness
-            )
-    finally:
-        engine.dispose()
+    with cli_context() as ctx, ctx.sessions.begin() as session:
+        created = schedule_callbacks(
+            session, new, now=ctx.clock.now(), actor=CLI, lateness=ctx.settings.lateness
+        )
     for cb in created:
         print(json.dumps(callback_view(cb)))
     return 0
 
 
 def history(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with make_sessions(engine)() as session:
-            events = session.scalars(
-                select(CallbackEvent)
-                .where(CallbackEvent.callback_id == args.callback_id)
-                .order_by(CallbackEvent.id)
-            ).all()
-    finally:
-        engine.dispose()
+    with cli_context() as ctx, ctx.sessions() as session:
+        events = session.scalars(
+            select(CallbackEvent)
+            .where(CallbackEvent.callback_id == args.callback_id)
+            .order_by(CallbackEvent.id)
+        ).all()
     if not events:
         return fail(f"no callback {args.callback_id}", 1)
     for e in events:
@@ -135,13 +124,8 @@ def history(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with make_sessions(engine)() as session:
-            report = status_report(session, SystemClock().now())
-    finally:
-        engine.dispose()
+    with cli_context() as ctx, ctx.sessions() as session:
+        report = status_report(session, ctx.clock.now())
     print(json.dumps(report) if args.json else render(report))
     return 0
 

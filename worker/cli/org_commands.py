@@ -8,12 +8,10 @@ import json
 from typing import Any
 
 from worker.cli.commands import fail
-from worker.clock import SystemClock
-from worker.db.engine import make_engine, make_sessions
+from worker.cli.context import cli_context
 from worker.db.models import OrgConfig
 from worker.orgs import describe, set_window, upsert
 from worker.runtime import pacing_from_settings
-from worker.settings import load_settings
 from worker.windows import Window, valid_zone_name
 
 
@@ -47,19 +45,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def _run(org: str, change: dict[str, Any] | None, window: Window | None, tz: str | None) -> int:
-    settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with make_sessions(engine).begin() as session:
-            now = SystemClock().now()
-            if window is not None:
-                set_window(session, org, window, tz, now=now)
-            if change:
-                upsert(session, org, now=now, **change)
-            config = session.get(OrgConfig, org)
-            view = describe(config, org, pacing_from_settings(settings))
-    finally:
-        engine.dispose()
+    with cli_context() as ctx, ctx.sessions.begin() as session:
+        now = ctx.clock.now()
+        if window is not None:
+            set_window(session, org, window, tz, now=now)
+        if change:
+            upsert(session, org, now=now, **change)
+        config = session.get(OrgConfig, org)
+        view = describe(config, org, pacing_from_settings(ctx.settings))
     print(json.dumps(view))
     return 0
 

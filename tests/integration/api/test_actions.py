@@ -145,7 +145,7 @@ def test_dispatch_scheduled_now_whatever_scheduled_at(
     assert stored.expires_at == NOW + timedelta(hours=4), "an operator's now restarts expiry"
     assert stored.attempt_in_flight is False
     assert stored.dispatch_round == 1
-    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
+    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [[cb.id]])]
     last = events(pg_sessions, cb.id)[-1]
     assert (last.from_status, last.to_status, last.actor) == (
         "scheduled",
@@ -170,7 +170,7 @@ def test_dispatch_failed_is_an_operators_retry_with_a_new_idempotency_key(
     assert stored.idempotency_key != old_key
     assert stored.attempt_in_flight is False
     assert stored.lease_expires_at == NOW + timedelta(seconds=300)
-    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
+    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [[cb.id]])]
     last = events(pg_sessions, cb.id)[-1]
     assert (last.from_status, last.to_status) == ("failed", "dispatching")
     assert last.detail["retry_of"] == "gave up"
