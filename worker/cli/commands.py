@@ -131,6 +131,6 @@ def status(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.embedded import run_embedded
+    from worker.cli.embedded import run_embedded
 
     return run_embedded(load_settings(), demo=args.demo)
