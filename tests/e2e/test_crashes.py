@@ -40,12 +40,12 @@ from tests.support.faults import (
     stop_redis,
     terminate,
 )
+from tests.support.history import events
 from tests.support.ledger import CallLedger, callback_id_of, requests_for, requests_per_callback
 from tests.support.processes import Processes, processes, wait_until
 from tests.support.provider import Provider, Received, Reply
 from tests.support.scenario import (
     attempt_lease,
-    events,
     rows,
     schedule_callbacks,
     unfinished,

@@ -6,28 +6,17 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.conftest import NOW, Keys, bearer
 from tests.support.broker import queued_dispatches
 from tests.support.factories import T0, make_callback
-from worker.db.models import Callback, CallbackEvent
+from tests.support.history import events
+from worker.db.models import Callback
 from worker.status import Status
 from worker.views import callback_view, rfc3339
 
 OTHERS = [Status.DISPATCHING, Status.DISPATCHED, Status.FAILED]
-
-
-def events(sessions: sessionmaker[Session], callback_id: str) -> list[CallbackEvent]:
-    with sessions() as s:
-        return list(
-            s.scalars(
-                select(CallbackEvent)
-                .where(CallbackEvent.callback_id == callback_id)
-                .order_by(CallbackEvent.id)
-            )
-        )
 
 
 def row(sessions: sessionmaker[Session], callback_id: str) -> Callback:
