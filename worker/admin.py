@@ -186,21 +186,14 @@ def claim_for_dispatch(
     ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
     """
     # An operator asked for it now: its expiry restarts from now, as for the manual task.
-    expires_at = None if lateness is None else now + lateness
+    claim = lifecycle.Claim(now, lease, actor, None if lateness is None else now + lateness)
     for _ in range(RACE_RETRIES):
         current = _peek(session, organization_id, callback_id)
         previous = Status(current.status)
         previous_round, previous_cause = current.dispatch_round, current.failure_cause
         if previous == Status.SCHEDULED:
             cb = lifecycle.claim_one(
-                session,
-                callback_id,
-                now=now,
-                lease=lease,
-                actor=actor,
-                expires_at=expires_at,
-                organization_id=organization_id,
-                via="api",
+                session, callback_id, claim, organization_id=organization_id, via="api"
             )
         elif previous == Status.FAILED:
             # The cause and round read above are only kept for an undo; the write is
@@ -208,13 +201,10 @@ def claim_for_dispatch(
             cb = lifecycle.reclaim_failed(
                 session,
                 callback_id,
+                claim,
                 organization_id=organization_id,
                 dispatch_round=previous_round,
                 retry_of=previous_cause,
-                now=now,
-                lease=lease,
-                actor=actor,
-                expires_at=expires_at,
             )
         else:
             raise StatusConflict("dispatch", previous)

@@ -95,17 +95,14 @@ def dispatch_many(
     """
     ids = list(dict.fromkeys(callback_ids))
     if manual:
-        now = d.clock.now()
+        now, lateness = d.clock.now(), d.policy.lateness
+        # Asked for now: its expiry restarts from now.
+        claim = lifecycle.Claim(
+            now, d.policy.claim_lease, actor, None if lateness is None else now + lateness
+        )
         with d.sessions.begin() as session:
             for callback_id in ids:
-                lifecycle.claim_one(
-                    session,
-                    callback_id,
-                    now=now,
-                    lease=d.policy.claim_lease,
-                    actor=actor,
-                    expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
-                )
+                lifecycle.claim_one(session, callback_id, claim)
     started, results = on_fresh_connection(
         lambda: start_attempts(d, ids, actor, override_window=manual and override_window)
     )

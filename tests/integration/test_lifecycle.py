@@ -22,6 +22,7 @@ from worker.status import Status
 
 LEASE = timedelta(minutes=5)
 NOW = T0 + timedelta(minutes=1)
+CLAIM = lifecycle.Claim(NOW, LEASE, "t", None)
 
 
 def _events_after(session: Session, last: int) -> set[tuple[Status | None, Status]]:
@@ -80,11 +81,7 @@ def _runs(session: Session) -> dict[str, list[Callable[[], object]]]:
         "claim_due": [
             lambda: (make_callback(session), claim_due(session, now=NOW, batch_size=1, lease=LEASE))
         ],
-        "claim_one": [
-            lambda: lifecycle.claim_one(
-                session, make_callback(session).id, now=NOW, lease=LEASE, actor="t", expires_at=None
-            )
-        ],
+        "claim_one": [lambda: lifecycle.claim_one(session, make_callback(session).id, CLAIM)],
         "cancel": [
             lambda: lifecycle.cancel(
                 session,
@@ -99,13 +96,10 @@ def _runs(session: Session) -> dict[str, list[Callable[[], object]]]:
             lambda: lifecycle.reclaim_failed(
                 session,
                 failed().id,
+                CLAIM,
                 organization_id="org_a",
                 dispatch_round=1,
                 retry_of="earlier",
-                now=NOW,
-                lease=LEASE,
-                actor="t",
-                expires_at=None,
             )
         ],
         "undo_claim": [lambda: undo(Status.SCHEDULED), lambda: undo(Status.FAILED)],

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
 from worker.lifecycle._writes import (
+    Change,
     Moved,
     RowChange,
     bulk_transition,
@@ -46,6 +47,7 @@ from worker.status import Status
 
 __all__ = [
     "MOVES",
+    "Claim",
     "Move",
     "Moved",
     "Placed",
@@ -93,13 +95,24 @@ def _move(*edges: Edge) -> Callable[[F], F]:
     return register
 
 
+SCHEDULED, DISPATCHING = Status.SCHEDULED, Status.DISPATCHING
+DISPATCHED, CANCELLED, FAILED = Status.DISPATCHED, Status.CANCELLED, Status.FAILED
+
+
 # --- the guards and values the moves share --------------------------------------------
 
 _NO_ATTEMPT = Callback.attempt_in_flight.is_(False)
 """No attempt in flight: nobody is dialing this row, so it may be moved without a dial."""
 
-_ATTEMPT_OVER = {"attempt_in_flight": False, "lease_expires_at": None}
-"""What every resolution of an attempt (or of a claim) sets."""
+
+def _over(**values: Any) -> dict[str, Any]:
+    """What every resolution of an attempt sets, and ``values``."""
+    return {"attempt_in_flight": False, "lease_expires_at": None, **values}
+
+
+def _claimed(now: datetime, lease: timedelta, **values: Any) -> dict[str, Any]:
+    """What every claim sets (leased, no attempt yet), and ``values``."""
+    return {"lease_expires_at": now + lease, "attempt_in_flight": False, **values}
 
 
 def _this_attempt(attempt: int) -> list[ColumnElement[bool]]:
@@ -108,14 +121,14 @@ def _this_attempt(attempt: int) -> list[ColumnElement[bool]]:
     return [Callback.attempts == attempt, Callback.attempt_in_flight.is_(True)]
 
 
-def _claimed(now: datetime, lease: timedelta) -> dict[str, Any]:
-    return {"lease_expires_at": now + lease, "attempt_in_flight": False}
+def _past_lease(attempt: int, now: datetime) -> list[ColumnElement[bool]]:
+    return [*_this_attempt(attempt), Callback.lease_expires_at <= now]
 
 
 # --- creation --------------------------------------------------------------------------
 
 
-@_move((None, Status.SCHEDULED))
+@_move((None, SCHEDULED))
 def create(
     session: Session, fields: Sequence[Mapping[str, Any]], *, now: datetime, actor: str
 ) -> list[Callback]:
@@ -123,82 +136,60 @@ def create(
     event. ``fields``: each one's id, content columns and ``expires_at``."""
     if not fields:
         return []
-    rows = [
-        {
-            **f,
-            "status": Status.SCHEDULED,
-            "due_at": f["scheduled_at"],
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-            "attempt_in_flight": False,
-            "dispatch_round": 1,
-        }
-        for f in fields
-    ]
-    created = list(
-        session.scalars(insert(Callback).returning(Callback, sort_by_parameter_order=True), rows)
-    )
-    record(session, [c.id for c in created], None, Status.SCHEDULED, now, actor)
+    new = {"status": SCHEDULED, "created_at": now, "updated_at": now, "attempts": 0}
+    new |= {"attempt_in_flight": False, "dispatch_round": 1}
+    rows = [{**f, **new, "due_at": f["scheduled_at"]} for f in fields]
+    returning = insert(Callback).returning(Callback, sort_by_parameter_order=True)
+    created = list(session.scalars(returning, rows))
+    record(session, [c.id for c in created], None, SCHEDULED, now, actor)
     return created
 
 
 # --- from scheduled --------------------------------------------------------------------
 
 
-@_move((Status.SCHEDULED, Status.DISPATCHING))
+@dataclass(frozen=True)
+class Claim:
+    """The terms of a claim someone asked for (a manual or API dispatch): by ``actor`` at
+    ``now``, leased for ``lease``; asked for now, so its expiry restarts (``expires_at``)."""
+
+    now: datetime
+    lease: timedelta
+    actor: str
+    expires_at: datetime | None
+
+
+@_move((SCHEDULED, DISPATCHING))
 def claim_due(
-    session: Session,
-    picked: ColumnElement[str],
-    *,
-    now: datetime,
-    lease: timedelta,
-    actor: str,
+    session: Session, picked: ColumnElement[str], *, now: datetime, lease: timedelta, actor: str
 ) -> list[Moved]:
     """Claim the picked due rows (``picked``: their ids, from the claim's pick)."""
-    return bulk_transition(
-        session,
-        expected=Status.SCHEDULED,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        guards=[Callback.id == picked],
-        detail={"via": "poll"},
-        values=_claimed(now, lease),
-    )
+    values, guards = _claimed(now, lease), [Callback.id == picked]
+    change = Change(SCHEDULED, DISPATCHING, now, actor, {"via": "poll"}, values, guards)
+    return bulk_transition(session, change)
 
 
-@_move((Status.SCHEDULED, Status.DISPATCHING))
+@_move((SCHEDULED, DISPATCHING))
 def claim_one(
     session: Session,
     callback_id: str,
+    claim: Claim,
     *,
-    now: datetime,
-    lease: timedelta,
-    actor: str,
-    expires_at: datetime | None,
     organization_id: str | None = None,
     via: str = "manual",
 ) -> Callback | None:
     """Claim one callback whatever its ``due_at`` (a manual or API dispatch).
 
-    Someone asked for it now, so its expiry restarts (``expires_at``, from now).
     ``organization_id`` confines the claim to that organization (the API's tenant guard).
     """
-    return transition(
-        session,
-        callback_id,
-        expected=Status.SCHEDULED,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        detail={"via": via},
-        values={**_claimed(now, lease), "expires_at": expires_at},
-        guards=[] if organization_id is None else [Callback.organization_id == organization_id],
-    )
+    guards = [] if organization_id is None else [Callback.organization_id == organization_id]
+    values = _claimed(claim.now, claim.lease, expires_at=claim.expires_at)
+    detail = {"via": via}
+    change = Change(SCHEDULED, DISPATCHING, claim.now, claim.actor, detail, values, guards)
+    return transition(session, callback_id, change)
 
 
-@_move((Status.SCHEDULED, Status.CANCELLED))
+@_move((SCHEDULED, CANCELLED))
 def cancel(
     session: Session,
     callback_id: str,
@@ -210,64 +201,44 @@ def cancel(
 ) -> Callback | None:
     """Cancel a ``scheduled`` callback. The claim is conditional on ``scheduled`` too, so
     exactly one of them wins; once a cancel commits, no dial can start."""
-    return transition(
-        session,
-        callback_id,
-        expected=Status.SCHEDULED,
-        target=Status.CANCELLED,
-        now=now,
-        actor=actor,
-        detail={"reason": reason},
-        values={"cancelled_at": now, "lease_expires_at": None},
-        guards=[Callback.organization_id == organization_id],
-    )
+    values = {"cancelled_at": now, "lease_expires_at": None}
+    guards = [Callback.organization_id == organization_id]
+    change = Change(SCHEDULED, CANCELLED, now, actor, {"reason": reason}, values, guards)
+    return transition(session, callback_id, change)
 
 
 # --- from failed -----------------------------------------------------------------------
 
 
-@_move((Status.FAILED, Status.DISPATCHING))
+@_move((FAILED, DISPATCHING))
 def reclaim_failed(
     session: Session,
     callback_id: str,
+    claim: Claim,
     *,
     organization_id: str,
     dispatch_round: int,
     retry_of: str | None,
-    now: datetime,
-    lease: timedelta,
-    actor: str,
-    expires_at: datetime | None,
     via: str = "api",
 ) -> Callback | None:
     """An operator's retry of a failed callback: claimed again in a new dispatch round,
     so with a new Idempotency-Key. Conditional on the round the operator saw
     (``dispatch_round``), so a change in between makes it miss, not clobber."""
-    return transition(
-        session,
-        callback_id,
-        expected=Status.FAILED,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        detail={"via": via, "retry_of": retry_of},
-        values={
-            **_claimed(now, lease),
-            "expires_at": expires_at,
-            "dispatch_round": dispatch_round + 1,
-            "failure_cause": None,
-        },
-        guards=[
-            Callback.organization_id == organization_id,
-            Callback.dispatch_round == dispatch_round,
-        ],
-    )
+    values = _claimed(claim.now, claim.lease, expires_at=claim.expires_at, failure_cause=None)
+    values["dispatch_round"] = dispatch_round + 1
+    guards = [
+        Callback.organization_id == organization_id,
+        Callback.dispatch_round == dispatch_round,
+    ]
+    detail = {"via": via, "retry_of": retry_of}
+    change = Change(FAILED, DISPATCHING, claim.now, claim.actor, detail, values, guards)
+    return transition(session, callback_id, change)
 
 
 # --- from dispatching, before an attempt -----------------------------------------------
 
 
-@_move((Status.DISPATCHING, Status.SCHEDULED), (Status.DISPATCHING, Status.FAILED))
+@_move((DISPATCHING, SCHEDULED), (DISPATCHING, FAILED))
 def undo_claim(
     session: Session,
     claimed: Callback,
@@ -282,27 +253,19 @@ def undo_claim(
     """Put a claim whose dispatch message was never sent back as it was (``back_to``, with
     its earlier expiry, round and cause), if no attempt started on it since."""
     restore: dict[str, Any] = {"lease_expires_at": None, "expires_at": expires_at}
-    if back_to == Status.FAILED:
+    if back_to == FAILED:
         restore |= {"dispatch_round": dispatch_round, "failure_cause": failure_cause}
-    undone = transition(
-        session,
-        claimed.id,
-        expected=Status.DISPATCHING,
-        target=back_to,
-        now=now,
-        actor=actor,
-        detail={"why": "broker unreachable: dispatch message not sent"},
-        values=restore,
-        guards=[
-            _NO_ATTEMPT,
-            Callback.attempts == claimed.attempts,
-            Callback.dispatch_round == claimed.dispatch_round,
-        ],
-    )
-    return undone is not None
+    unchanged = [
+        _NO_ATTEMPT,
+        Callback.attempts == claimed.attempts,
+        Callback.dispatch_round == claimed.dispatch_round,
+    ]
+    detail = {"why": "broker unreachable: dispatch message not sent"}
+    change = Change(DISPATCHING, back_to, now, actor, detail, restore, unchanged)
+    return transition(session, claimed.id, change) is not None
 
 
-@_move((Status.DISPATCHING, Status.SCHEDULED))
+@_move((DISPATCHING, SCHEDULED))
 def release_unstarted(
     session: Session,
     *,
@@ -322,20 +285,12 @@ def release_unstarted(
         guards.append(Callback.id.in_(ids))
     if lease_ran_out:
         guards.append(Callback.lease_expires_at <= now)
-    moved = bulk_transition(
-        session,
-        expected=Status.DISPATCHING,
-        target=Status.SCHEDULED,
-        now=now,
-        actor=actor,
-        guards=guards,
-        detail={"why": why},
-        values={"lease_expires_at": None},
-    )
-    return [m.id for m in moved]
+    values = {"lease_expires_at": None}
+    change = Change(DISPATCHING, SCHEDULED, now, actor, {"why": why}, values, guards)
+    return [m.id for m in bulk_transition(session, change)]
 
 
-@_move((Status.DISPATCHING, Status.SCHEDULED))
+@_move((DISPATCHING, SCHEDULED))
 def defer(
     session: Session,
     callback_id: str,
@@ -348,60 +303,35 @@ def defer(
 ) -> Callback | None:
     """A claim outside the callee's calling window goes back, due at the window's opening
     (``until``), its expiry moved to ``expires_at``; never while an attempt is in flight."""
-    return transition(
-        session,
-        callback_id,
-        expected=Status.DISPATCHING,
-        target=Status.SCHEDULED,
-        now=now,
-        actor=actor,
-        detail=detail,
-        values={"due_at": until, "lease_expires_at": None, "expires_at": expires_at},
-        guards=[_NO_ATTEMPT],
-    )
+    values = {"due_at": until, "lease_expires_at": None, "expires_at": expires_at}
+    change = Change(DISPATCHING, SCHEDULED, now, actor, detail, values, [_NO_ATTEMPT])
+    return transition(session, callback_id, change)
 
 
-@_move((Status.DISPATCHING, Status.DISPATCHING))
+@_move((DISPATCHING, DISPATCHING))
 def start_attempts(
     session: Session, callback_ids: Sequence[str], *, now: datetime, lease: timedelta, actor: str
 ) -> list[Callback]:
     """The compare-and-set that makes the caller the only one to dial each attempt: for
     every claimed row with no attempt in flight and not expired, start the next attempt,
     leased for ``lease``. Returns the rows started."""
-    return transition_many(
-        session,
-        callback_ids,
-        expected=Status.DISPATCHING,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        detail={"event": "attempt started"},
-        values={
-            "attempt_in_flight": True,
-            "attempts": Callback.attempts + 1,
-            "attempted_at": now,
-            "lease_expires_at": now + lease,
-        },
-        guards=[_NO_ATTEMPT, or_(Callback.expires_at.is_(None), Callback.expires_at > now)],
-    )
+    values = {"attempt_in_flight": True, "attempts": Callback.attempts + 1, "attempted_at": now}
+    values["lease_expires_at"] = now + lease
+    unexpired = or_(Callback.expires_at.is_(None), Callback.expires_at > now)
+    detail = {"event": "attempt started"}
+    change = Change(DISPATCHING, DISPATCHING, now, actor, detail, values, [_NO_ATTEMPT, unexpired])
+    return transition_many(session, callback_ids, change)
 
 
-@_move((Status.DISPATCHING, Status.FAILED))
+@_move((DISPATCHING, FAILED))
 def expire(
     session: Session, callback_ids: Sequence[str], *, now: datetime, actor: str
 ) -> list[str]:
     """Claims past their ``expires_at`` fail instead of ringing hours late."""
-    moved = bulk_transition(
-        session,
-        expected=Status.DISPATCHING,
-        target=Status.FAILED,
-        now=now,
-        actor=actor,
-        detail={"cause": "expired"},
-        values={**_ATTEMPT_OVER, "failure_cause": "expired"},
-        guards=[Callback.id.in_(callback_ids), _NO_ATTEMPT, Callback.expires_at <= now],
-    )
-    return [m.id for m in moved]
+    guards = [Callback.id.in_(callback_ids), _NO_ATTEMPT, Callback.expires_at <= now]
+    values = _over(failure_cause="expired")
+    change = Change(DISPATCHING, FAILED, now, actor, {"cause": "expired"}, values, guards)
+    return [m.id for m in bulk_transition(session, change)]
 
 
 # --- from dispatching, an attempt in flight --------------------------------------------
@@ -414,7 +344,7 @@ class Placed(NamedTuple):
     """The provider's ``sessionId``: becomes ``created_session_id``."""
 
 
-@_move((Status.DISPATCHING, Status.DISPATCHED))
+@_move((DISPATCHING, DISPATCHED))
 def record_placed(
     session: Session,
     placed: Sequence[Placed],
@@ -425,17 +355,11 @@ def record_placed(
 ) -> list[str]:
     """The attempts ``placed`` placed their calls: ``dispatched``, in one write. Returns the
     ids that moved (an attempt already resolved elsewhere does not)."""
-    return transition_each(
-        session,
-        [RowChange(p.id, p.attempt, {"created_session_id": p.session_id}) for p in placed],
-        expected=Status.DISPATCHING,
-        target=Status.DISPATCHED,
-        now=now,
-        actor=actor,
-        detail=detail,
-        values={**_ATTEMPT_OVER, "dispatched_at": now, "failure_cause": None},
-        guards=[Callback.attempt_in_flight.is_(True)],
-    )
+    each = [RowChange(p.id, p.attempt, {"created_session_id": p.session_id}) for p in placed]
+    values = _over(dispatched_at=now, failure_cause=None)
+    in_flight = [Callback.attempt_in_flight.is_(True)]
+    change = Change(DISPATCHING, DISPATCHED, now, actor, detail, values, in_flight)
+    return transition_each(session, each, change)
 
 
 class Reschedule(StrEnum):
@@ -453,7 +377,7 @@ class Reschedule(StrEnum):
         return self is not Reschedule.RETRY
 
 
-@_move((Status.DISPATCHING, Status.SCHEDULED))
+@_move((DISPATCHING, SCHEDULED))
 def reschedule_attempt(
     session: Session,
     callback_id: str,
@@ -466,24 +390,14 @@ def reschedule_attempt(
     detail: Mapping[str, Any],
 ) -> bool:
     """Attempt ``attempt`` did not place the call: due again at ``due_at``."""
-    values: dict[str, Any] = {**_ATTEMPT_OVER, "due_at": due_at}
+    values = _over(due_at=due_at)
     if why.refunds_attempt:
         values["attempts"] = attempt - 1
-    row = transition(
-        session,
-        callback_id,
-        expected=Status.DISPATCHING,
-        target=Status.SCHEDULED,
-        now=now,
-        actor=actor,
-        detail=detail,
-        values=values,
-        guards=_this_attempt(attempt),
-    )
-    return row is not None
+    change = Change(DISPATCHING, SCHEDULED, now, actor, detail, values, _this_attempt(attempt))
+    return transition(session, callback_id, change) is not None
 
 
-@_move((Status.DISPATCHING, Status.FAILED))
+@_move((DISPATCHING, FAILED))
 def fail_attempt(
     session: Session,
     callback_id: str,
@@ -495,22 +409,9 @@ def fail_attempt(
     detail: Mapping[str, Any],
 ) -> bool:
     """Attempt ``attempt`` ended the callback: ``failed`` with ``cause``."""
-    row = transition(
-        session,
-        callback_id,
-        expected=Status.DISPATCHING,
-        target=Status.FAILED,
-        now=now,
-        actor=actor,
-        detail=detail,
-        values={**_ATTEMPT_OVER, "failure_cause": cause},
-        guards=_this_attempt(attempt),
-    )
-    return row is not None
-
-
-def _past_lease(attempt: int, now: datetime) -> list[ColumnElement[bool]]:
-    return [*_this_attempt(attempt), Callback.lease_expires_at <= now]
+    values = _over(failure_cause=cause)
+    change = Change(DISPATCHING, FAILED, now, actor, detail, values, _this_attempt(attempt))
+    return transition(session, callback_id, change) is not None
 
 
 def attempts_past_lease(session: Session, *, now: datetime, limit: int) -> list[tuple[str, int]]:
@@ -519,7 +420,7 @@ def attempts_past_lease(session: Session, *, now: datetime, limit: int) -> list[
     rows = session.execute(
         select(Callback.id, Callback.attempts)
         .where(
-            Callback.status == Status.DISPATCHING,
+            Callback.status == DISPATCHING,
             Callback.attempt_in_flight.is_(True),
             Callback.lease_expires_at <= now,
         )
@@ -528,41 +429,24 @@ def attempts_past_lease(session: Session, *, now: datetime, limit: int) -> list[
     return [(row.id, row.attempts) for row in rows]
 
 
-@_move((Status.DISPATCHING, Status.DISPATCHING))
+@_move((DISPATCHING, DISPATCHING))
 def resend_same_key(
     session: Session, callback_id: str, attempt: int, *, now: datetime, lease: timedelta, actor: str
 ) -> bool:
     """An attempt of unknown outcome, handed back to be sent again with the same
     Idempotency-Key (safe only with a provider that honours it)."""
-    row = transition(
-        session,
-        callback_id,
-        expected=Status.DISPATCHING,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        detail={"why": "attempt outcome unknown; re-sending with the same key"},
-        values=_claimed(now, lease),
-        guards=_past_lease(attempt, now),
-    )
-    return row is not None
+    detail = {"why": "attempt outcome unknown; re-sending with the same key"}
+    values, guards = _claimed(now, lease), _past_lease(attempt, now)
+    change = Change(DISPATCHING, DISPATCHING, now, actor, detail, values, guards)
+    return transition(session, callback_id, change) is not None
 
 
-@_move((Status.DISPATCHING, Status.FAILED))
+@_move((DISPATCHING, FAILED))
 def fail_unknown(
     session: Session, callback_id: str, attempt: int, *, cause: str, now: datetime, actor: str
 ) -> bool:
     """An attempt of unknown outcome whose lease ran out: ``failed``, never dialed again
     on its own (the phone may have rung)."""
-    row = transition(
-        session,
-        callback_id,
-        expected=Status.DISPATCHING,
-        target=Status.FAILED,
-        now=now,
-        actor=actor,
-        detail={"cause": "outcome unknown"},
-        values={**_ATTEMPT_OVER, "failure_cause": cause},
-        guards=_past_lease(attempt, now),
-    )
-    return row is not None
+    detail, values = {"cause": "outcome unknown"}, _over(failure_cause=cause)
+    change = Change(DISPATCHING, FAILED, now, actor, detail, values, _past_lease(attempt, now))
+    return transition(session, callback_id, change) is not None

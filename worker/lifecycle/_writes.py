@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import values as values_list
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from worker.db.models import Callback, CallbackEvent
 from worker.db.types import JsonDocument, UTCDateTime
@@ -51,38 +53,51 @@ _INSERT_EVENTS = insert(EVENTS).from_select(
 )
 
 
-def transition(
-    session: Session,
-    callback_id: str,
-    *,
-    expected: Status,
-    target: Status,
-    now: datetime,
-    actor: str,
-    detail: Mapping[str, Any] | None = None,
-    values: Mapping[str, Any] | None = None,
-    guards: Sequence[ColumnElement[bool]] = (),
-) -> Callback | None:
-    """Move one callback from ``expected`` to ``target``; ``None`` if it was not there.
+@dataclass(frozen=True)
+class Change:
+    """What one move writes: from ``expected`` to ``target`` (the same status: a change
+    within it), ``values`` set, only where ``guards`` hold; by ``actor`` at ``now``, with
+    ``detail`` in the history."""
 
-    ``target == expected`` is a guarded change within a status (starting an attempt).
-    """
-    if target != expected:
-        check_transition(expected, target)
+    expected: Status
+    target: Status
+    now: datetime
+    actor: str
+    detail: Mapping[str, Any] | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    guards: Sequence[ColumnElement[bool]] = ()
+
+    def __post_init__(self) -> None:
+        if self.target != self.expected:
+            check_transition(self.expected, self.target)
+
+    def update(self, *where: ColumnElement[bool], **values: Any) -> Update:
+        """``UPDATE callbacks SET ... WHERE <where> AND status = :expected AND <guards>``."""
+        return (
+            update(Callback)
+            .where(*where, Callback.status == self.expected, *self.guards)
+            .values(status=self.target, updated_at=self.now, **self.values, **values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def history(self, attempt: int | None = None) -> dict[str, Any]:
+        return {**({} if attempt is None else {"attempt": attempt}), **(self.detail or {})}
+
+
+def transition(session: Session, callback_id: str, change: Change) -> Callback | None:
+    """Make ``change`` to one callback; ``None`` if it was not there to make."""
     stmt = (
-        update(Callback)
-        .where(Callback.id == callback_id, Callback.status == expected, *guards)
-        .values(status=target, updated_at=now, **(values or {}))
+        change.update(Callback.id == callback_id)
         .returning(Callback)
         # populate_existing: a row already loaded in this session takes the new values.
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .execution_options(populate_existing=True)
     )
     row = session.execute(stmt).scalar_one_or_none()
     if row is None:
         return None
-    detail = {"attempt": row.attempts, **(detail or {})}
-    record(session, [callback_id], expected, target, now, actor, detail)
-    _log(callback_id, row.organization_id, expected, target, actor, detail)
+    detail = change.history(row.attempts)
+    record(session, [callback_id], change.expected, change.target, change.now, change.actor, detail)
+    _log(row.id, row.organization_id, change, detail)
     return row
 
 
@@ -110,44 +125,20 @@ def record(
         )
 
 
-def bulk_transition(
-    session: Session,
-    *,
-    expected: Status,
-    target: Status,
-    now: datetime,
-    actor: str,
-    guards: Sequence[ColumnElement[bool]],
-    detail: Mapping[str, Any] | None = None,
-    values: Mapping[str, Any] | None = None,
-) -> list[Moved]:
-    """The same conditional write for every row matching ``guards``; returns what moved."""
-    check_transition(expected, target)
+def bulk_transition(session: Session, change: Change) -> list[Moved]:
+    """Make ``change`` to every row its guards select; returns what moved."""
     rows = session.execute(
-        update(Callback)
-        .where(Callback.status == expected, *guards)
-        .values(status=target, updated_at=now, **(values or {}))
-        .returning(Callback.id, Callback.organization_id, Callback.attempts)
-        .execution_options(synchronize_session=False)
+        change.update().returning(Callback.id, Callback.organization_id, Callback.attempts)
     ).all()
     moved = [Moved(r.id, r.organization_id) for r in rows]
-    ids = [m.id for m in moved]
-    record(session, ids, expected, target, now, actor, detail)
-    _log_many(moved, expected, target, actor, detail)
+    c = change
+    record(session, [m.id for m in moved], c.expected, c.target, c.now, c.actor, c.detail)
+    _log_many(moved, change)
     return moved
 
 
 def transition_many(
-    session: Session,
-    callback_ids: Sequence[str],
-    *,
-    expected: Status,
-    target: Status,
-    now: datetime,
-    actor: str,
-    detail: Mapping[str, Any] | None = None,
-    values: Mapping[str, Any] | None = None,
-    guards: Sequence[ColumnElement[bool]] = (),
+    session: Session, callback_ids: Sequence[str], change: Change
 ) -> list[Callback]:
     """``transition`` for several callbacks in one write; returns the rows that moved.
 
@@ -156,19 +147,15 @@ def transition_many(
     """
     if not callback_ids:
         return []
-    if target != expected:
-        check_transition(expected, target)
     rows = list(
         session.execute(
-            update(Callback)
-            .where(Callback.id.in_(callback_ids), Callback.status == expected, *guards)
-            .values(status=target, updated_at=now, **(values or {}))
+            change.update(Callback.id.in_(callback_ids))
             .returning(Callback)
-            .execution_options(synchronize_session=False, populate_existing=True)
+            .execution_options(populate_existing=True)
         ).scalars()
     )
-    _record_by_attempt(session, rows, expected, target, now, actor, detail)
-    _log_many([Moved(r.id, r.organization_id) for r in rows], expected, target, actor, detail)
+    _record_by_attempt(session, rows, change)
+    _log_many([Moved(r.id, r.organization_id) for r in rows], change)
     return rows
 
 
@@ -180,81 +167,49 @@ class RowChange(NamedTuple):
     """Columns set to this row's own values (the same columns for every row of a call)."""
 
 
-def transition_each(
-    session: Session,
-    changes: Sequence[RowChange],
-    *,
-    expected: Status,
-    target: Status,
-    now: datetime,
-    actor: str,
-    detail: Mapping[str, Any] | None = None,
-    values: Mapping[str, Any] | None = None,
-    guards: Sequence[ColumnElement[bool]] = (),
-) -> list[str]:
+def transition_each(session: Session, rows: Sequence[RowChange], change: Change) -> list[str]:
     """``transition`` for several callbacks, each with values of its own and guarded by its
     own attempt number, in one write; returns the ids that moved.
 
     On PostgreSQL one ``UPDATE ... FROM (VALUES ...)``: writing the outcomes of a group of
     dials row by row was a third of a worker's time (tests/perf). Elsewhere, row by row.
     """
-    if not changes:
+    if not rows:
         return []
-    if target != expected:
-        check_transition(expected, target)
     if session.get_bind().dialect.name != "postgresql":
         return [
-            c.id
-            for c in changes
+            r.id
+            for r in rows
             if transition(
                 session,
-                c.id,
-                expected=expected,
-                target=target,
-                now=now,
-                actor=actor,
-                detail=detail,
-                values={**(values or {}), **c.values},
-                guards=[*guards, Callback.attempts == c.attempt],
+                r.id,
+                replace(
+                    change,
+                    values={**change.values, **r.values},
+                    guards=[*change.guards, Callback.attempts == r.attempt],
+                ),
             )
             is not None
         ]
-    keys = sorted(changes[0].values)
+    keys = sorted(rows[0].values)
     columns = Callback.__table__.c
-    change = values_list(
+    each = values_list(
         column("id", String()),
         column("attempt", Integer()),
         *(column(key, columns[key].type) for key in keys),
         name="change",
-    ).data([(c.id, c.attempt, *(c.values[key] for key in keys)) for c in changes])
-    rows = session.execute(
-        update(Callback)
-        .where(
-            Callback.id == change.c.id,
-            Callback.attempts == change.c.attempt,
-            Callback.status == expected,
-            *guards,
-        )
-        .values(
-            status=target,
-            updated_at=now,
-            **(values or {}),
-            **{key: change.c[key] for key in keys},
-        )
-        .returning(Callback.id, Callback.organization_id, Callback.attempts)
-        .execution_options(synchronize_session=False)
+    ).data([(r.id, r.attempt, *(r.values[key] for key in keys)) for r in rows])
+    moved = session.execute(
+        change.update(
+            Callback.id == each.c.id,
+            Callback.attempts == each.c.attempt,
+            **{key: each.c[key] for key in keys},
+        ).returning(Callback.id, Callback.organization_id, Callback.attempts)
     ).all()
-    _record_by_attempt(session, rows, expected, target, now, actor, detail)
-    for row in rows:
-        _log(
-            row.id,
-            row.organization_id,
-            expected,
-            target,
-            actor,
-            {"attempt": row.attempts, **(detail or {})},
-        )
-    return [row.id for row in rows]
+    _record_by_attempt(session, moved, change)
+    for row in moved:
+        _log(row.id, row.organization_id, change, change.history(row.attempts))
+    return [row.id for row in moved]
 
 
 class _Attempted(Protocol):
@@ -262,30 +217,17 @@ class _Attempted(Protocol):
     attempts: int
 
 
-def _record_by_attempt(
-    session: Session,
-    rows: Sequence[_Attempted],
-    expected: Status,
-    target: Status,
-    now: datetime,
-    actor: str,
-    detail: Mapping[str, Any] | None,
-) -> None:
+def _record_by_attempt(session: Session, rows: Sequence[_Attempted], change: Change) -> None:
     """History for moved rows: one INSERT per attempt number (nearly always one)."""
     by_attempt: dict[int, list[str]] = defaultdict(list)
     for row in rows:
         by_attempt[row.attempts].append(row.id)
+    c = change
     for attempt, ids in by_attempt.items():
-        record(session, ids, expected, target, now, actor, {"attempt": attempt, **(detail or {})})
+        record(session, ids, c.expected, c.target, c.now, c.actor, c.history(attempt))
 
 
-def _log_many(
-    moved: Sequence[Moved],
-    expected: Status,
-    target: Status,
-    actor: str,
-    detail: Mapping[str, Any] | None,
-) -> None:
+def _log_many(moved: Sequence[Moved], change: Change) -> None:
     if not moved:
         return
     ids = [m.id for m in moved]
@@ -293,17 +235,17 @@ def _log_many(
     log.info(
         "%d callbacks: %s -> %s by %s (%s)",
         len(moved),
-        expected,
-        target,
-        actor,
+        change.expected,
+        change.target,
+        change.actor,
         ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
         extra={
             "callback_ids": ids,
             "organization_ids": sorted({m.organization_id for m in moved}),
-            "from_status": str(expected),
-            "to_status": str(target),
-            "actor": actor,
-            "why": dict(detail or {}),
+            "from_status": str(change.expected),
+            "to_status": str(change.target),
+            "actor": change.actor,
+            "why": dict(change.detail or {}),
         },
     )
 
@@ -313,28 +255,21 @@ class Moved(NamedTuple):
     organization_id: str
 
 
-def _log(
-    callback_id: str,
-    organization_id: str,
-    expected: Status,
-    target: Status,
-    actor: str,
-    detail: Mapping[str, Any],
-) -> None:
+def _log(callback_id: str, organization_id: str, change: Change, detail: Mapping[str, Any]) -> None:
     # Logged inside the transaction: if its commit then fails, the failure is logged next.
     log.info(
         "callback %s: %s -> %s by %s",
         callback_id,
-        expected,
-        target,
-        actor,
+        change.expected,
+        change.target,
+        change.actor,
         extra={
             "callback_id": callback_id,
             "organization_id": organization_id,
             "attempt": detail.get("attempt"),
-            "from_status": str(expected),
-            "to_status": str(target),
-            "actor": actor,
+            "from_status": str(change.expected),
+            "to_status": str(change.target),
+            "actor": change.actor,
             "why": {k: v for k, v in detail.items() if k != "attempt" and v is not None},
         },
     )
