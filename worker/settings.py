@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     broker_url: str = ""
     speko_api_url: AnyHttpUrl | None = None
     speko_api_key: str | None = Field(default=None, repr=False)
+    dialer: Literal["auto", "speko", "log"] = "auto"
+    """Who places calls. ``auto``: the platform (``SPEKO_API_URL``) when set; else, in the
+    embedded mode only, the log-only dialer; a worker outside it refuses to start.
+    ``log``: place nothing, only log (demos, tests); ``speko``: require the platform."""
 
     # where the embedded default keeps its SQLite file and broker folders
     data_dir: Path = Path(".callbacks")
@@ -129,6 +133,21 @@ class Settings(BaseSettings):
         if self.speko_api_url is not None and not self.speko_api_key:
             raise ValueError("SPEKO_API_KEY must be set when SPEKO_API_URL is set")
         return self
+
+    @model_validator(mode="after")
+    def _speko_needs_url(self) -> Settings:
+        if self.dialer == "speko" and self.speko_api_url is None:
+            raise ValueError("DIALER=speko needs SPEKO_API_URL (and SPEKO_API_KEY)")
+        return self
+
+    @property
+    def effective_dialer(self) -> Literal["speko", "log"] | None:
+        """The dialer a worker uses; ``None``: none configured (the worker must refuse)."""
+        if self.dialer != "auto":
+            return self.dialer
+        if self.speko_api_url is not None:
+            return "speko"
+        return "log" if self.embedded else None
 
     @property
     def lateness(self) -> timedelta | None:

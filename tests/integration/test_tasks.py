@@ -60,7 +60,7 @@ def test_dispatch_task_places_a_callback_that_is_not_due(app: CallbacksCelery) -
     with app.runtime.sessions() as s:
         row = s.get_one(Callback, cid)
     assert row.status is Status.DISPATCHED
-    assert row.created_session_id == f"log-{cid}.1"
+    assert row.created_session_id == f"logdialer-no-call-{cid}.1"
 
 
 @freeze_time(T0 + timedelta(seconds=1))
@@ -70,6 +70,8 @@ def test_poll_publishes_claimed_callbacks_in_batches_the_worker_dispatches(
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,
+        # PostgreSQL without a provider: the log dialer must be asked for (issue 11, item 1).
+        dialer="log",
         dispatch_batch_size=10,
         calling_window_start="00:00",
         calling_window_end="24:00",
