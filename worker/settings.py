@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     """How long an attempt may run before the reaper calls its outcome unknown
     (default: 4 x the longest dial + 60 s; never set it below the longest dial)."""
 
-    callback_max_lateness: float = Field(default=4 * 3600, ge=0)
+    callback_max_lateness: float = Field(default=4 * 3600, ge=0, le=366 * 24 * 3600)
     """Seconds after scheduled_at a callback may still be placed; later it expires (0: never)."""
     reaper_interval: PositiveSeconds = 30.0
     unknown_outcome_policy: Literal["fail", "redial-same-key"] = "fail"

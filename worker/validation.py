@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import phonenumbers
@@ -48,6 +49,25 @@ def metadata_timezone(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Metadata = Annotated[JsonObject, AfterValidator(metadata_timezone)]
+
+# Dates far outside these overflow Python's datetime once lateness or a calling-window
+# deferral is added (9999-12-31T23:00:00Z + 4 h), or when converted to UTC (0001-01-01
+# with a positive offset): refuse them here with words, not a traceback later.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_LATENESS_SECONDS = 366 * 24 * 3600
+
+
+def datetime_in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: give a date between "
+            f"{EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
+        )
+    return value
+
+
+When = Annotated[AwareDatetime, AfterValidator(datetime_in_range)]
 Ident = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4000)]
 
@@ -59,7 +79,7 @@ class NewCallback(BaseModel):
 
     organization_id: Ident
     to_number: E164
-    scheduled_at: AwareDatetime
+    scheduled_at: When
     from_number: E164 | None = None
     agent_id: Ident | None = None
     phone_number_id: Ident | None = None
@@ -69,8 +89,10 @@ class NewCallback(BaseModel):
     summary: Text | None = None
     pipeline_config: JsonObject = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
-    max_lateness_seconds: Annotated[int, Field(ge=60)] | None = None
+    max_lateness_seconds: Annotated[int, Field(ge=60, le=MAX_LATENESS_SECONDS)] | None = None
     """How late it may still be placed (overrides the default); later it expires."""
+    idempotency_key: Ident | None = None
+    """The same key and callback again returns the first one (worker/scheduling.py)."""
 
 
 class InvalidCallback(ValueError):

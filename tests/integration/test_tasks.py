@@ -16,6 +16,7 @@ from tests.support.factories import T0, make_callback
 from worker.celery_app import CallbacksCelery, create_celery
 from worker.db.migrate import upgrade
 from worker.db.models import Callback
+from worker.scheduling import IdempotencyConflict
 from worker.settings import Settings
 from worker.status import Status
 from worker.validation import InvalidCallback
@@ -30,6 +31,7 @@ def app(tmp_path: Path) -> Iterator[CallbacksCelery]:
     app.runtime.close()
 
 
+@freeze_time("2026-03-02T14:00:00Z")  # the fixed dates below must be ahead of "now"
 def test_schedule_task_creates_one_or_many_all_or_nothing(app: CallbacksCelery) -> None:
     good = {
         "organization_id": "o",
@@ -45,6 +47,30 @@ def test_schedule_task_creates_one_or_many_all_or_nothing(app: CallbacksCelery) 
     assert "callback 1: to_number" in str(bad.result)
     with app.runtime.sessions() as s:
         assert len(s.scalars(select(Callback.id)).all()) == 3
+
+
+@freeze_time("2026-03-02T14:00:00Z")
+def test_schedule_task_refuses_the_already_too_late_and_honours_idempotency_keys(
+    app: CallbacksCelery,
+) -> None:
+    """Issue 11, items 2 and 16: the pipeline's path, like the CLI's."""
+    task = app.tasks["callbacks.schedule"]
+    good = {
+        "organization_id": "o",
+        "to_number": "+12015551234",
+        "scheduled_at": "2026-03-02T15:00Z",
+    }
+    late = {**good, "scheduled_at": "2020-01-01T09:00:00Z"}
+    refused = task.apply(args=([good, late],))
+    assert isinstance(refused.result, InvalidCallback)
+    assert "callback 1: scheduled_at: 2020-01-01T09:00:00+00:00 is more than" in str(refused.result)
+    keyed = {**good, "idempotency_key": "analysis-42"}
+    first = task.apply(args=(keyed,)).get()
+    assert task.apply(args=(keyed,)).get() == first
+    conflict = task.apply(args=({**keyed, "reason": "changed"},))
+    assert isinstance(conflict.result, IdempotencyConflict)
+    with app.runtime.sessions() as s:
+        assert len(s.scalars(select(Callback.id)).all()) == 1
 
 
 @freeze_time("2026-03-02T15:00:00Z")  # 10:00 in New Jersey: inside the calling window
