@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.datetimes import MAX_LATENESS_SECONDS
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -45,7 +47,7 @@ class Settings(BaseSettings):
     """How long an attempt may run before the reaper calls its outcome unknown
     (default: 4 x the longest dial + 60 s; never set it below the longest dial)."""
 
-    callback_max_lateness: float = Field(default=4 * 3600, ge=0, le=366 * 24 * 3600)
+    callback_max_lateness: float = Field(default=4 * 3600, ge=0, le=MAX_LATENESS_SECONDS)
     """Seconds after scheduled_at a callback may still be placed; later it expires (0: never)."""
     reaper_interval: PositiveSeconds = 30.0
     unknown_outcome_policy: Literal["fail", "redial-same-key"] = "fail"

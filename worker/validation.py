@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from worker.datetimes import MAX_LATENESS_SECONDS, When
 from worker.windows import valid_zone_name
 
 MAX_JSON_BYTES = 64 * 1024
@@ -49,25 +49,6 @@ def metadata_timezone(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Metadata = Annotated[JsonObject, AfterValidator(metadata_timezone)]
-
-# Dates far outside these overflow Python's datetime once lateness or a calling-window
-# deferral is added (9999-12-31T23:00:00Z + 4 h), or when converted to UTC (0001-01-01
-# with a positive offset): refuse them here with words, not a traceback later.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-MAX_LATENESS_SECONDS = 366 * 24 * 3600
-
-
-def datetime_in_range(value: datetime) -> datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(
-            f"{value.isoformat()} is out of range: give a date between "
-            f"{EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
-        )
-    return value
-
-
-When = Annotated[AwareDatetime, AfterValidator(datetime_in_range)]
 Ident = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4000)]
 

@@ -260,3 +260,19 @@ def test_api_key_create_refuses_an_empty_org_like_schedule(
             main(args)
         assert exit_.value.code == 2
         assert "argument --org: must not be empty" in capsys.readouterr().err
+
+
+def test_a_big_file_reports_progress_on_stderr(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("worker.cli.commands.PROGRESS_EVERY", 3)
+    f = tmp_path / "in.jsonl"
+    f.write_text("\n".join(json.dumps(LINE) for _ in range(4)))
+    assert main(["schedule", "--file", str(f)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 4
+    assert err.splitlines() == [
+        f"callbacks: read 4 callbacks from {f}; validating",
+        "callbacks: validated 4 callbacks; writing them in one transaction",
+        f"callbacks: scheduled 4 callbacks from {f}",
+    ]
