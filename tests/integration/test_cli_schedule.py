@@ -103,7 +103,12 @@ def test_one_from_flags_prints_it_in_the_api_shape(
             ],
             "--metadata: 'Mars/Base' is not an IANA time zone",
         ),
-        (["--org", "o", "--to", "+12015551234", "--at", "2020-01-01T09:00:00Z"], "in the past"),
+        (
+            ["--org", "o", "--to", "+12015551234", "--at", "2020-01-01T09:00:00Z"],
+            "--at: 2020-01-01T09:00:00+00:00 is more than its allowed lateness (10 min) in the "
+            "past, so it could only be placed too late; give a time that is not that far in "
+            "the past (or a larger --max-lateness)",
+        ),
     ],
 )
 def test_bad_flags_are_refused_clearly_and_nothing_is_created(

@@ -94,6 +94,7 @@ def _flag_problem(problem: str) -> str:
     sub = field.partition(".")[2]
     rest = rest.strip()
     rest = "required" if rest == "Field required" else rest
+    rest = rest.replace("max_lateness_seconds", "--max-lateness")
     return f"{flag}{' ' + sub if sub else ''}: {rest}"
 
 
