@@ -18,6 +18,9 @@ from worker.db.migrate import upgrade
 from worker.db.models import Base
 from worker.db.retry import on_fresh_connection
 
+# freezegun must leave pytest's own timing alone (`pytest --durations`).
+pytest_plugins = ["tests.support.freezing"]
+
 TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
 
 

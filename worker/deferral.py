@@ -4,7 +4,10 @@
 Checked by the poller right after a claim (so a deferred row is not published) and again
 by the worker at the start of an attempt (a queue may have held the message past the
 window's close; a manual dispatch never went through the poller). ``scheduled_at`` is
-kept as asked; ``expires_at`` moves with ``due_at``, so lateness counts from the opening.
+kept as asked; ``expires_at`` moves later by the wait the window imposes (from now to the
+opening) and by nothing else, so a callback is never placed later than its lateness after
+``scheduled_at`` plus the calling-window waits it really had to take. One already past
+its ``expires_at`` is not deferred at all: the attempt start fails it as ``expired``.
 """
 
 from __future__ import annotations
@@ -78,10 +81,11 @@ def verdict(
 def _defer(
     session: Session, row: Any, d: Deferral, *, now: datetime, actor: str
 ) -> Callback | None:
-    # The expiry moves with the wait, so lateness counts from the window's opening.
     expires_at = row.expires_at
     if expires_at is not None:
-        expires_at = max(expires_at, d.until + (expires_at - row.scheduled_at))
+        # The wait from now to the opening, not from scheduled_at: time already lost (a
+        # backlog, an earlier deferral already counted) is never granted twice.
+        expires_at = expires_at + (d.until - now)
     return lifecycle.defer(
         session,
         row.id,
@@ -108,6 +112,8 @@ def defer_closed(
     rules = rules_for(session, {r.organization_id for r in rows}, pacing)
     deferred = set()
     for row in rows:
+        if row.expires_at is not None and row.expires_at <= now:
+            continue  # ran out already: a deferral must not revive it (the start fails it)
         org_rules = rules[row.organization_id]
         d = verdict(row.to_number, row.metadata_, org_rules, now=now, pacing=pacing)
         if d is not None and _defer(session, row, d, now=now, actor=actor) is not None:

@@ -2,7 +2,7 @@
 
 Everything goes through the standard library (ours, Celery's, uvicorn's); structlog's
 formatter renders each record, with any ``extra={...}`` fields as keys. Transitions log
-callback id, organization, attempt, from → to, actor and why (:mod:`worker.transitions`).
+callback id, organization, attempt, from → to, actor and why (:mod:`worker.lifecycle`).
 """
 
 from __future__ import annotations

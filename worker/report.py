@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
+from worker.durations import say_duration
 from worker.holds import PROVIDER, active_hold
 from worker.metrics import backlog_of
 from worker.status import Status
@@ -52,9 +53,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"callbacks at {report['at']}"]
     lines += [f"  {status:<12} {count}" for status, count in report["counts"].items()]
     age = report["oldest_due_age_seconds"]
-    lines.append(
-        f"due backlog: {report['due_backlog']} (oldest waiting {age if age is not None else '-'} s)"
-    )
+    waiting = f", oldest waiting {say_duration(age)}" if age is not None else ""
+    lines.append(f"due backlog: {report['due_backlog']}{waiting}")
     failures = report["failed_last_hour_by_cause"]
     lines.append(
         "failed in the last hour: "

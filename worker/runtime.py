@@ -23,7 +23,7 @@ from worker.pacing import Pacing
 from worker.policy import DispatchPolicy
 from worker.poller import PollLimits
 from worker.retry import RetryPolicy
-from worker.settings import Settings
+from worker.settings import ConfigurationError, Settings
 from worker.windows import Window
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,29 @@ class Runtime:
         self.engine.dispose()
 
 
+NO_DIALER = (
+    "invalid configuration:\n  SPEKO_API_URL: not set, and this is not the embedded mode "
+    "(DATABASE_URL is not SQLite). A worker without it would mark callbacks dispatched and "
+    "call no one. Set SPEKO_API_URL and SPEKO_API_KEY, or DIALER=log to run on purpose "
+    "without placing any call (demos, tests)."
+)
+
+
+def require_dialer(settings: Settings) -> None:
+    """Refuse to start a worker or beat that would dispatch callbacks to nobody."""
+    if settings.effective_dialer is None:
+        raise ConfigurationError(NO_DIALER)
+
+
 def build_dialer(settings: Settings) -> Dialer:
-    if settings.speko_api_url is None:
-        log.warning("SPEKO_API_URL is not set: using the log-only dialer, no call is placed")
+    require_dialer(settings)
+    if settings.effective_dialer == "log":
+        log.warning(
+            "log-only dialer (%s): NO CALL IS PLACED; callbacks are marked dispatched "
+            "with a session id starting %r",
+            "DIALER=log" if settings.dialer == "log" else "embedded mode",
+            LogDialer.SESSION_PREFIX,
+        )
         return LogDialer()
     return SpekoDialer(
         str(settings.speko_api_url),

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.datetimes import MAX_LATENESS_SECONDS
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -25,6 +27,10 @@ class Settings(BaseSettings):
     broker_url: str = ""
     speko_api_url: AnyHttpUrl | None = None
     speko_api_key: str | None = Field(default=None, repr=False)
+    dialer: Literal["auto", "speko", "log"] = "auto"
+    """Who places calls. ``auto``: the platform (``SPEKO_API_URL``) when set; else, in the
+    embedded mode only, the log-only dialer; a worker outside it refuses to start.
+    ``log``: place nothing, only log (demos, tests); ``speko``: require the platform."""
 
     # where the embedded default keeps its SQLite file and broker folders
     data_dir: Path = Path(".callbacks")
@@ -41,7 +47,7 @@ class Settings(BaseSettings):
     """How long an attempt may run before the reaper calls its outcome unknown
     (default: 4 x the longest dial + 60 s; never set it below the longest dial)."""
 
-    callback_max_lateness: float = Field(default=4 * 3600, ge=0)
+    callback_max_lateness: float = Field(default=4 * 3600, ge=0, le=MAX_LATENESS_SECONDS)
     """Seconds after scheduled_at a callback may still be placed; later it expires (0: never)."""
     reaper_interval: PositiveSeconds = 30.0
     unknown_outcome_policy: Literal["fail", "redial-same-key"] = "fail"
@@ -129,6 +135,21 @@ class Settings(BaseSettings):
         if self.speko_api_url is not None and not self.speko_api_key:
             raise ValueError("SPEKO_API_KEY must be set when SPEKO_API_URL is set")
         return self
+
+    @model_validator(mode="after")
+    def _speko_needs_url(self) -> Settings:
+        if self.dialer == "speko" and self.speko_api_url is None:
+            raise ValueError("DIALER=speko needs SPEKO_API_URL (and SPEKO_API_KEY)")
+        return self
+
+    @property
+    def effective_dialer(self) -> Literal["speko", "log"] | None:
+        """The dialer a worker uses; ``None``: none configured (the worker must refuse)."""
+        if self.dialer != "auto":
+            return self.dialer
+        if self.speko_api_url is not None:
+            return "speko"
+        return "log" if self.embedded else None
 
     @property
     def lateness(self) -> timedelta | None:

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from worker.datetimes import MAX_LATENESS_SECONDS, When
 from worker.windows import valid_zone_name
 
 MAX_JSON_BYTES = 64 * 1024
@@ -59,7 +60,7 @@ class NewCallback(BaseModel):
 
     organization_id: Ident
     to_number: E164
-    scheduled_at: AwareDatetime
+    scheduled_at: When
     from_number: E164 | None = None
     agent_id: Ident | None = None
     phone_number_id: Ident | None = None
@@ -69,8 +70,10 @@ class NewCallback(BaseModel):
     summary: Text | None = None
     pipeline_config: JsonObject = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
-    max_lateness_seconds: Annotated[int, Field(ge=60)] | None = None
+    max_lateness_seconds: Annotated[int, Field(ge=60, le=MAX_LATENESS_SECONDS)] | None = None
     """How late it may still be placed (overrides the default); later it expires."""
+    idempotency_key: Ident | None = None
+    """The same key and callback again returns the first one (worker/scheduling.py)."""
 
 
 class InvalidCallback(ValueError):

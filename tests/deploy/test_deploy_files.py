@@ -557,6 +557,8 @@ def test_worker_health_check_pings_a_real_worker(
     node = f"deploytest-{time.monotonic_ns()}"
     monkeypatch.setenv("BROKER_URL", redis_url)
     monkeypatch.setenv("DATABASE_URL", pg_url)
+    # No provider here: a worker on PostgreSQL must be told to place no calls (issue 11).
+    monkeypatch.setenv("DIALER", "log")
     monkeypatch.setenv("HOSTNAME", node)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{Path('/usr/bin')}")
     check = healthcheck()
@@ -578,3 +580,20 @@ def test_worker_health_check_pings_a_real_worker(
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def test_every_production_config_names_a_dialer_or_explains_dialer_log() -> None:
+    """Issue 11, item 1: a worker on PostgreSQL without SPEKO_API_URL refuses to start, so
+    each deployment either sets it or tells the operator about DIALER=log."""
+    from worker.settings import Settings
+
+    (configmap,) = by_kind("ConfigMap")
+    settings = Settings(
+        **{k.lower(): v for k, v in configmap["data"].items()},
+        database_url="postgresql+psycopg://u@db/x",
+        speko_api_key="k",
+    )
+    assert settings.effective_dialer == "speko"
+    example = (DEPLOY / "callbacks.env.example").read_text()
+    assert "#DIALER=log" in example
+    assert "DIALER=log" in (DEPLOY / "compose.yaml").read_text()

@@ -64,7 +64,7 @@ def test_claimed_callback_is_dialed_once_and_dispatched(sessions: sessionmaker[S
     assert dispatch(_dispatcher(sessions, dialer), cid, manual=False) is Result.DISPATCHED
     cb = _get(sessions, cid)
     assert cb.status is Status.DISPATCHED
-    assert cb.created_session_id == f"log-{cid}.1"
+    assert cb.created_session_id == f"logdialer-no-call-{cid}.1"
     assert cb.attempted_at == cb.dispatched_at == T0 + timedelta(seconds=2)
     assert (cb.attempts, cb.attempt_in_flight, cb.lease_expires_at) == (1, False, None)
     assert [r.idempotency_key for r in dialer.placed] == [f"{cid}.1"]
@@ -74,6 +74,9 @@ def test_claimed_callback_is_dialed_once_and_dispatched(sessions: sessionmaker[S
         ("dispatching", "dispatched", "worker"),
     ]
     assert history[-2].detail == {"attempt": 1, "event": "attempt started"}
+    # The log dialer's "dispatched" says in words that nobody was called (issue 11, item 1).
+    assert history[-1].detail["cause"] == "log-only dialer: no call was placed"
+    assert history[-1].detail["http_status"] is None
 
 
 def test_duplicate_delivery_dials_nothing(sessions: sessionmaker[Session]) -> None:

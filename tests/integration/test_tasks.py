@@ -16,6 +16,7 @@ from tests.support.factories import T0, make_callback
 from worker.celery.app import CallbacksCelery, create_celery
 from worker.db.migrate import upgrade
 from worker.db.models import Callback
+from worker.scheduling import IdempotencyConflict
 from worker.settings import Settings
 from worker.status import Status
 from worker.validation import InvalidCallback
@@ -30,6 +31,7 @@ def app(tmp_path: Path) -> Iterator[CallbacksCelery]:
     app.runtime.close()
 
 
+@freeze_time("2026-03-02T14:00:00Z")  # the fixed dates below must be ahead of "now"
 def test_schedule_task_creates_one_or_many_all_or_nothing(app: CallbacksCelery) -> None:
     good = {
         "organization_id": "o",
@@ -47,6 +49,30 @@ def test_schedule_task_creates_one_or_many_all_or_nothing(app: CallbacksCelery) 
         assert len(s.scalars(select(Callback.id)).all()) == 3
 
 
+@freeze_time("2026-03-02T14:00:00Z")
+def test_schedule_task_refuses_the_already_too_late_and_honours_idempotency_keys(
+    app: CallbacksCelery,
+) -> None:
+    """Issue 11, items 2 and 16: the pipeline's path, like the CLI's."""
+    task = app.tasks["callbacks.schedule"]
+    good = {
+        "organization_id": "o",
+        "to_number": "+12015551234",
+        "scheduled_at": "2026-03-02T15:00Z",
+    }
+    late = {**good, "scheduled_at": "2020-01-01T09:00:00Z"}
+    refused = task.apply(args=([good, late],))
+    assert isinstance(refused.result, InvalidCallback)
+    assert "callback 1: scheduled_at: 2020-01-01T09:00:00+00:00 is more than" in str(refused.result)
+    keyed = {**good, "idempotency_key": "analysis-42"}
+    first = task.apply(args=(keyed,)).get()
+    assert task.apply(args=(keyed,)).get() == first
+    conflict = task.apply(args=({**keyed, "reason": "changed"},))
+    assert isinstance(conflict.result, IdempotencyConflict)
+    with app.runtime.sessions() as s:
+        assert len(s.scalars(select(Callback.id)).all()) == 1
+
+
 @freeze_time("2026-03-02T15:00:00Z")  # 10:00 in New Jersey: inside the calling window
 def test_dispatch_task_places_a_callback_that_is_not_due(app: CallbacksCelery) -> None:
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -60,7 +86,7 @@ def test_dispatch_task_places_a_callback_that_is_not_due(app: CallbacksCelery) -
     with app.runtime.sessions() as s:
         row = s.get_one(Callback, cid)
     assert row.status is Status.DISPATCHED
-    assert row.created_session_id == f"log-{cid}.1"
+    assert row.created_session_id == f"logdialer-no-call-{cid}.1"
 
 
 @freeze_time(T0 + timedelta(seconds=1))
@@ -70,6 +96,8 @@ def test_poll_publishes_claimed_callbacks_in_batches_the_worker_dispatches(
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,
+        # PostgreSQL without a provider: the log dialer must be asked for (issue 11, item 1).
+        dialer="log",
         dispatch_batch_size=10,
         calling_window_start="00:00",
         calling_window_end="24:00",

@@ -23,6 +23,8 @@ def test_defaults_select_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> N
         ({"ATTEMPT_LEASE": "10"}, "ATTEMPT_LEASE must be above the longest dial"),
         ({"WORKER_POOL": "fibers"}, "WORKER_POOL"),
         ({"UNKNOWN_OUTCOME_POLICY": "guess"}, "UNKNOWN_OUTCOME_POLICY"),
+        ({"DIALER": "speko"}, "DIALER=speko needs SPEKO_API_URL"),
+        ({"DIALER": "phone"}, "DIALER"),
     ],
 )
 def test_invalid_configuration_stops_start_up_naming_the_variable(
@@ -34,3 +36,42 @@ def test_invalid_configuration_stops_start_up_naming_the_variable(
         load_settings()
     assert message in str(err.value)
     assert "sk_" not in str(err.value)
+
+
+PG = "postgresql+psycopg://u@db/x"
+URL = "https://speko.example.invalid"
+
+
+@pytest.mark.parametrize(
+    ("values", "dialer"),
+    [
+        ({}, "log"),  # embedded: the log dialer is the default
+        ({"database_url": PG}, None),  # production without a provider: none (refuse)
+        ({"database_url": PG, "dialer": "log"}, "log"),  # asked for explicitly
+        ({"database_url": PG, "speko_api_url": URL, "speko_api_key": "k"}, "speko"),
+        ({"speko_api_url": URL, "speko_api_key": "k"}, "speko"),
+        ({"speko_api_url": URL, "speko_api_key": "k", "dialer": "log"}, "log"),
+    ],
+)
+def test_which_dialer_a_worker_uses(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], dialer: str | None
+) -> None:
+    for name in ("DATABASE_URL", "SPEKO_API_URL", "SPEKO_API_KEY", "DIALER"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings(**values).effective_dialer == dialer
+
+
+def test_a_production_worker_without_a_provider_refuses_naming_speko_api_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.runtime import build_dialer, require_dialer
+
+    for name in ("SPEKO_API_URL", "SPEKO_API_KEY", "DIALER"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(database_url=PG)
+    for check in (require_dialer, build_dialer):
+        with pytest.raises(ConfigurationError) as err:
+            check(settings)
+        assert "SPEKO_API_URL" in str(err.value)
+        assert "DIALER=log" in str(err.value)
+    require_dialer(load_settings(database_url=PG, dialer="log"))

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init
+from celery.signals import beat_init, setup_logging, worker_init
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
 from worker import metrics
@@ -17,7 +17,7 @@ from worker.celery.config import celery_config, prepare_broker
 from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.logs import configure_logging
-from worker.runtime import Runtime, build_runtime
+from worker.runtime import Runtime, build_runtime, require_dialer
 from worker.settings import Settings
 
 
@@ -46,9 +46,23 @@ def create_celery(settings: Settings) -> CallbacksCelery:
     app = CallbacksCelery(settings)
     app.config_from_object(celery_config(settings))
     tasks.register(app, lambda: app.runtime)
+    _refuse_without_dialer(app)
     _configure_logging(settings)
     _serve_metrics(settings)
     return app
+
+
+def _refuse_without_dialer(app: CallbacksCelery) -> None:
+    """A worker or beat with no provider outside the embedded mode stops at start-up,
+    naming SPEKO_API_URL (the runtime checks again, should a process skip these signals).
+    Sending tasks (``celery -A worker call``) and the API need no dialer."""
+
+    def check(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            require_dialer(app.settings)
+
+    worker_init.connect(check, weak=False)
+    beat_init.connect(check, weak=False)
 
 
 def _serve_metrics(settings: Settings) -> None:

@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
 from worker import apikeys
+from worker.cli.args import add_command, organization
 from worker.cli.context import cli_context
+from worker.cli.database import DatabaseNotReady
 from worker.settings import load_settings
 
 DEFAULT_PORT = 8000
@@ -23,7 +23,13 @@ def default_port() -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    a = sub.add_parser("api", help="serve the admin HTTP API (/v1/callbacks)")
+    a = add_command(
+        sub,
+        "api",
+        "serve the admin HTTP API (/v1/callbacks)",
+        "Serve the platform's /v1/callbacks admin API (plus /healthz, /readyz, /metrics) "
+        "for keys made with `callbacks api-key create`.",
+    )
     a.add_argument(
         "--host",
         default=None,
@@ -31,12 +37,35 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     a.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
 
-    k = sub.add_parser("api-key", help="create or revoke admin API keys")
+    k = add_command(
+        sub,
+        "api-key",
+        "create or revoke admin API keys",
+        "Admin API keys: each belongs to one organization and sees only its callbacks. "
+        "Only a hash of the token is stored.",
+    )
     ksub = k.add_subparsers(dest="api_key_command", required=True, metavar="ACTION")
-    c = ksub.add_parser("create", help="make a key for an organization; prints its token once")
-    c.add_argument("--org", dest="organization_id", required=True)
-    r = ksub.add_parser("revoke", help="end a key: requests with it get 401 from now on")
-    r.add_argument("key_id")
+    c = add_command(
+        ksub,
+        "create",
+        "make a key for an organization; prints its token once",
+        "Make a key for one organization. The token is printed once on standard output "
+        "(TOKEN=$(callbacks api-key create --org ORG)); its id goes to standard error.",
+    )
+    c.add_argument(
+        "--org",
+        dest="organization_id",
+        required=True,
+        type=organization,
+        help="the organization the key belongs to (required)",
+    )
+    r = add_command(
+        ksub,
+        "revoke",
+        "end a key: requests with it get 401 from now on",
+        "End a key: requests with it get 401 from now on.",
+    )
+    r.add_argument("key_id", help="the key's id (key_...), as printed by create")
 
 
 def api(args: argparse.Namespace) -> int:
@@ -57,21 +86,18 @@ def api(args: argparse.Namespace) -> int:
 
 
 def api_key(args: argparse.Namespace) -> int:
+    settings = load_settings()
     try:
-        with cli_context() as ctx, ctx.sessions.begin() as session:
+        with cli_context(settings) as ctx, ctx.sessions.begin() as session:
             now = ctx.clock.now()
             if args.api_key_command == "create":
                 key, token = apikeys.create_key(session, args.organization_id, now=now)
             elif not apikeys.revoke_key(session, args.key_id, now=now):
                 print(f"callbacks: error: no api key {args.key_id}", file=sys.stderr)
                 return 1
-    except (OperationalError, ProgrammingError) as exc:
-        print(
-            f"callbacks: error: database not ready ({type(exc.orig).__name__}); "
-            "is it reachable, and has `callbacks migrate` run?",
-            file=sys.stderr,
-        )
-        return 1
+    except DatabaseNotReady as exc:
+        print(f"callbacks: error: {exc}", file=sys.stderr)
+        return 2
     if args.api_key_command == "create":
         # The token alone on stdout, so `TOKEN=$(callbacks api-key create --org X)` works.
         print(token)

@@ -7,21 +7,40 @@ import argparse
 import json
 from typing import Any
 
+from worker.cli.args import add_command, organization
 from worker.cli.commands import fail
 from worker.cli.context import cli_context
+from worker.cli.database import DatabaseNotReady
 from worker.db.models import OrgConfig
 from worker.orgs import describe, set_window, upsert
 from worker.runtime import pacing_from_settings
+from worker.settings import load_settings
 from worker.windows import Window, valid_zone_name
+
+ORG_HELP = "the organization (required)"
 
 
 def add_parsers(sub: Any) -> None:
-    w = sub.add_parser("org-window", help="an organization's calling window (callee's local time)")
+    w = add_command(
+        sub,
+        "org-window",
+        "an organization's calling window (callee's local time)",
+        "When an organization's callbacks may ring, in the callee's local time (default "
+        "CALLING_WINDOW_START-CALLING_WINDOW_END, every day). Outside it a callback waits "
+        "for the next opening; it is never failed for it.",
+    )
     wsub = w.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = wsub.add_parser("set", help="set the window (unset fields fall back to the defaults)")
-    s.add_argument("--org", required=True)
-    s.add_argument("--start", required=True, help="HH:MM local, e.g. 08:00")
-    s.add_argument("--end", required=True, help="HH:MM local, e.g. 21:00 (24:00: midnight)")
+    s = add_command(
+        wsub,
+        "set",
+        "set the window (unset fields fall back to the defaults)",
+        "Set the organization's calling window; prints the effective window and pacing.",
+    )
+    s.add_argument("--org", required=True, type=organization, help=ORG_HELP)
+    s.add_argument("--start", required=True, help="HH:MM local, e.g. 08:00 (required)")
+    s.add_argument(
+        "--end", required=True, help="HH:MM local, e.g. 21:00 (24:00: midnight) (required)"
+    )
     s.add_argument("--days", default="daily", help="e.g. mon-fri, sat,sun, daily")
     s.add_argument("--timezone", help="IANA zone for callees without metadata.timezone")
     s.add_argument(
@@ -29,30 +48,62 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="accept an end before the start (a window across midnight)",
     )
-    for name in ("show",):
-        show = wsub.add_parser(name, help="the effective window and pacing")
-        show.add_argument("--org", required=True)
+    show = add_command(
+        wsub,
+        "show",
+        "the effective window and pacing",
+        "Print the organization's effective calling window and pacing caps as JSON.",
+    )
+    show.add_argument("--org", required=True, type=organization, help=ORG_HELP)
 
-    p = sub.add_parser("org-pacing", help="an organization's concurrency and rate caps")
+    p = add_command(
+        sub,
+        "org-pacing",
+        "an organization's concurrency and rate caps",
+        "Caps on how many of an organization's callbacks are in progress at once, per "
+        "phone number, and per minute (0: unlimited). What exceeds a cap waits its turn.",
+    )
     psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ps = psub.add_parser("set", help="set caps (0: unlimited; omitted: unchanged)")
-    ps.add_argument("--org", required=True)
-    ps.add_argument("--max-concurrent", type=int)
-    ps.add_argument("--max-per-number", type=int)
-    ps.add_argument("--max-dials-per-minute", type=int)
-    show = psub.add_parser("show", help="the effective window and pacing")
-    show.add_argument("--org", required=True)
+    ps = add_command(
+        psub,
+        "set",
+        "set caps (0: unlimited; omitted: unchanged)",
+        "Set the organization's caps (0: unlimited; a flag left out keeps its value); "
+        "prints the effective window and pacing.",
+    )
+    ps.add_argument("--org", required=True, type=organization, help=ORG_HELP)
+    ps.add_argument("--max-concurrent", type=int, metavar="N", help="callbacks in progress at once")
+    ps.add_argument(
+        "--max-per-number",
+        type=int,
+        metavar="N",
+        help="callbacks in progress at once per phone_number_id",
+    )
+    ps.add_argument(
+        "--max-dials-per-minute", type=int, metavar="N", help="dials started per minute"
+    )
+    show = add_command(
+        psub,
+        "show",
+        "the effective window and pacing",
+        "Print the organization's effective calling window and pacing caps as JSON.",
+    )
+    show.add_argument("--org", required=True, type=organization, help=ORG_HELP)
 
 
 def _run(org: str, change: dict[str, Any] | None, window: Window | None, tz: str | None) -> int:
-    with cli_context() as ctx, ctx.sessions.begin() as session:
-        now = ctx.clock.now()
-        if window is not None:
-            set_window(session, org, window, tz, now=now)
-        if change:
-            upsert(session, org, now=now, **change)
-        config = session.get(OrgConfig, org)
-        view = describe(config, org, pacing_from_settings(ctx.settings))
+    settings = load_settings()
+    try:
+        with cli_context(settings) as ctx, ctx.sessions.begin() as session:
+            now = ctx.clock.now()
+            if window is not None:
+                set_window(session, org, window, tz, now=now)
+            if change:
+                upsert(session, org, now=now, **change)
+            config = session.get(OrgConfig, org)
+            view = describe(config, org, pacing_from_settings(settings))
+    except DatabaseNotReady as exc:
+        return fail(str(exc))
     print(json.dumps(view))
     return 0
 

@@ -34,6 +34,7 @@ NAMING = {
 
 _SCHEDULED = text("status = 'scheduled'")
 _DISPATCHING = text("status = 'dispatching'")
+_HAS_CREATION_KEY = text("creation_key IS NOT NULL")
 
 
 class Base(DeclarativeBase):
@@ -87,6 +88,10 @@ class Callback(Base):
     """Bumped by a manual retry of a failed callback; part of the Idempotency-Key."""
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """Not placed by then: ``failed`` with cause ``expired`` (NULL: never expires)."""
+    creation_key: Mapped[str | None] = mapped_column(String(128))
+    """The caller's idempotency key for creating it (unique per organization)."""
+    creation_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the callback as created with that key: a replay must match it."""
 
     __table_args__ = (
         # The poll reads only due rows: cost follows what is due, not the table size.
@@ -101,6 +106,14 @@ class Callback(Base):
         # Per-organization listing, newest first, optionally by status or source session.
         Index("ix_callbacks_org_created", "organization_id", "created_at", "id"),
         Index("ix_callbacks_org_status_created", "organization_id", "status", "created_at", "id"),
+        Index(
+            "ux_callbacks_org_creation_key",
+            "organization_id",
+            "creation_key",
+            unique=True,
+            postgresql_where=_HAS_CREATION_KEY,
+            sqlite_where=_HAS_CREATION_KEY,
+        ),
         Index(
             "ix_callbacks_org_source_created",
             "organization_id",

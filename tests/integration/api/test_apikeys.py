@@ -64,5 +64,5 @@ def test_cli_without_a_schema_says_so(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/empty.db")
-    assert main(["api-key", "create", "--org", "o"]) == 1
+    assert main(["api-key", "create", "--org", "o"]) == 2
     assert "callbacks migrate" in capsys.readouterr().err
