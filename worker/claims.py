@@ -3,7 +3,7 @@
 On PostgreSQL one statement
 (``WITH due AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... FROM due``)
 picks the due rows fairly across organizations and within their caps
-(:mod:`worker.fairness`) and updates them; claims take turns on an advisory lock so a
+(:mod:`worker.pacing.fairness`) and updates them; claims take turns on an advisory lock so a
 cap is never filled twice. SQLite has one writer at a time, so the same statement is
 atomic there without the lock clause.
 """
@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker import lifecycle
-from worker.fairness import fair_pick
-from worker.pacing import Pacing, charge
+from worker.pacing.fairness import fair_pick
+from worker.pacing.limits import Pacing, charge
 
 POLLER = "poller"
 
@@ -36,7 +36,7 @@ def claim_due(
     pacing: Pacing | None = None,
 ) -> list[str]:
     """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
-    and within their caps (:mod:`worker.fairness`); return their ids.
+    and within their caps (:mod:`worker.pacing.fairness`); return their ids.
 
     Without ``pacing`` nothing is capped (still round-robin across organizations).
     """

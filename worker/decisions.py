@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.pacing import pause_wait
+from worker.pacing.limits import pause_wait
 from worker.policy import DispatchPolicy
 
 

@@ -24,12 +24,12 @@ from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
 from worker.db.retry import on_fresh_connection
 from worker.decisions import Fail, GiveUp, Hold, Pause, Place, Retry, Try, decide, exhausted_cause
-from worker.deferral import defer_closed
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
-from worker.holds import PROVIDER, set_hold
 from worker.lifecycle import Placed, Reschedule
-from worker.pacing import pause_for_rate_limit
+from worker.pacing.deferral import defer_closed
+from worker.pacing.holds import PROVIDER, set_hold
+from worker.pacing.limits import pause_for_rate_limit
 from worker.policy import DispatchPolicy
 from worker.status import Status
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from worker.pacing import Pacing
+from worker.pacing.limits import Pacing
 from worker.retry import RetryPolicy
 
 
@@ -27,4 +27,4 @@ class DispatchPolicy:
     record_retries: int = 3
     """How often to retry writing an outcome after a dial before leaving it to the reaper."""
     pacing: Pacing = field(default_factory=Pacing)
-    """Calling windows, caps and 429 pauses (worker/pacing.py)."""
+    """Calling windows, caps and 429 pauses (worker/pacing/limits.py)."""

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import lifecycle, metrics
 from worker.claims import POLLER, claim_due
 from worker.clock import Clock
-from worker.deferral import defer_closed
-from worker.holds import PROVIDER, active_hold
+from worker.pacing.deferral import defer_closed
+from worker.pacing.holds import PROVIDER, active_hold
 from worker.policy import DispatchPolicy
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer
 from worker.dialer.speko import SpekoDialer
 from worker.dispatch import Dispatcher
-from worker.pacing import Pacing
+from worker.pacing.limits import Pacing
+from worker.pacing.windows import Window
 from worker.policy import DispatchPolicy
 from worker.poller import PollLimits
 from worker.retry import RetryPolicy
 from worker.settings import ConfigurationError, Settings
-from worker.windows import Window
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.broker import queued_dispatches
 from tests.support.factories import T0, make_callback
 from worker.celery.app import CallbacksCelery, create_celery
+from worker.creation import IdempotencyConflict
 from worker.db.migrate import upgrade
 from worker.db.models import Callback
-from worker.scheduling import IdempotencyConflict
 from worker.settings import Settings
 from worker.status import Status
 from worker.validation import InvalidCallback

@@ -15,12 +15,12 @@ from worker.clock import SystemClock
 from worker.db.models import Callback
 from worker.dialer.port import DialOutcome, OutcomeKind
 from worker.dispatch import Dispatcher, Result, dispatch
-from worker.orgs import set_window
-from worker.pacing import Pacing
+from worker.pacing.limits import Pacing
+from worker.pacing.orgs import set_window
+from worker.pacing.windows import Window
 from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.status import Status
-from worker.windows import Window
 
 CHICAGO = "+13125551234"
 AT_23_CST = datetime(2026, 1, 16, 5, 0, tzinfo=UTC)  # 23:00 on the 15th in Chicago

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.databases import REDIS_URL, fresh_postgres_database, sqlalchemy_url
-from worker.admin import list_query
+from worker.actions import list_query
 from worker.api.app import create_app
 from worker.apikeys import create_key
 from worker.clock import SystemClock

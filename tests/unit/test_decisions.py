@@ -20,7 +20,7 @@ from worker.decisions import (
     exhausted_cause,
 )
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.pacing import Pacing
+from worker.pacing.limits import Pacing
 from worker.policy import DispatchPolicy
 from worker.retry import RetryPolicy
 

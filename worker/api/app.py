@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.admin import Publish
+from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from worker.admin import Publish
+from worker.actions import Publish
 
 DISPATCH_CLAIMED = "callbacks.dispatch_claimed"
 """The worker's task for a callback already moved to ``dispatching``."""

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.admin import CallbackNotFound, PublishFailed, StatusConflict
+from worker.actions import CallbackNotFound, PublishFailed, StatusConflict
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from celery import Celery
 
+from worker.creation import schedule
 from worker.dispatch import dispatch, dispatch_many
 from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
-from worker.scheduling import schedule
 from worker.validation import InvalidCallback, parse_new_callbacks
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 from worker.cli.context import with_session
 from worker.cli.database import DatabaseNotReady, unreachable
 from worker.clock import SystemClock
+from worker.creation import IdempotencyConflict
+from worker.creation import schedule as schedule_callbacks
 from worker.db import migrate as migrations
 from worker.db.models import CallbackEvent
 from worker.report import render, status_report
-from worker.scheduling import IdempotencyConflict
-from worker.scheduling import schedule as schedule_callbacks
+from worker.serializer import callback_view, rfc3339
 from worker.settings import load_settings
 from worker.validation import InvalidCallback, parse_new_callbacks
-from worker.views import callback_view, rfc3339
 
 CLI = "cli"
 # field name -> the flag that sets it, so errors name what the user typed

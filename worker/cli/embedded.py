@@ -19,14 +19,14 @@ from types import FrameType
 from sqlalchemy import select
 
 from worker.cli.context import CliContext, cli_context
+from worker.creation import schedule
 from worker.db import migrate as migrations
 from worker.db.models import Callback
-from worker.orgs import set_window
-from worker.scheduling import schedule
+from worker.pacing.orgs import set_window
+from worker.pacing.windows import DAY_MINUTES, Window
 from worker.settings import Settings
 from worker.status import SETTLED
 from worker.validation import NewCallback
-from worker.windows import DAY_MINUTES, Window
 
 DEMO_DEADLINE = 120.0
 

@@ -1,5 +1,5 @@
 """``callbacks org-window`` and ``callbacks org-pacing``: per-organization calling window
-and pacing caps (worker/orgs.py)."""
+and pacing caps (worker/pacing/orgs.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from worker.cli.commands import fail
 from worker.cli.context import cli_context
 from worker.cli.database import DatabaseNotReady
 from worker.db.models import OrgConfig
-from worker.orgs import describe, set_window, upsert
+from worker.pacing.orgs import describe, set_window, upsert
+from worker.pacing.windows import Window, valid_zone_name
 from worker.runtime import pacing_from_settings
 from worker.settings import load_settings
-from worker.windows import Window, valid_zone_name
 
 ORG_HELP = "the organization (required)"
 

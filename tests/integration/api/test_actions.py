@@ -13,8 +13,8 @@ from tests.support.broker import queued_dispatches
 from tests.support.factories import T0, make_callback
 from tests.support.history import events
 from worker.db.models import Callback
+from worker.serializer import callback_view, rfc3339
 from worker.status import Status
-from worker.views import callback_view, rfc3339
 
 OTHERS = [Status.DISPATCHING, Status.DISPATCHED, Status.FAILED]
 

@@ -32,7 +32,7 @@ def _log() -> Iterator[UnderTest]:
 def _speko() -> Iterator[UnderTest]:
     provider = Provider().start()
     dialer = SpekoDialer(
-        provider.url, provider.api_key, connect_timeout=1.0, read_timeout=5.0, pool_size=8
+        provider.url, provider.api_key, connect_timeout=10.0, read_timeout=30.0, pool_size=8
     )
     try:
         yield UnderTest(

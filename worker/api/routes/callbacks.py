@@ -1,4 +1,4 @@
-"""``/v1/callbacks``: list, get, cancel, dispatch — thin adapters over :mod:`worker.admin`."""
+"""``/v1/callbacks``: list, get, cancel, dispatch — thin adapters over :mod:`worker.actions`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from worker import admin
+from worker import actions
 from worker.api.auth import Caller
 from worker.api.deps import Context
 from worker.api.errors import ValidationFailed
+from worker.serializer import callback_view
 from worker.status import Status
-from worker.views import callback_view
 
 router = APIRouter(prefix="/v1/callbacks")
 
@@ -67,7 +67,7 @@ def list_callbacks(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> JSONResponse:
     with ctx.sessions() as session:
-        rows = admin.list_callbacks(
+        rows = actions.list_callbacks(
             session,
             caller.organization_id,
             status=status,
@@ -80,7 +80,7 @@ def list_callbacks(
 @router.get("/{id}")
 def get_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
     with ctx.sessions() as session:
-        cb = admin.get_callback(session, caller.organization_id, id)
+        cb = actions.get_callback(session, caller.organization_id, id)
         return JSONResponse(callback_view(cb))
 
 
@@ -92,12 +92,12 @@ def cancel_callback(
     body: Annotated[CancelBody, Depends(cancel_body)],
 ) -> JSONResponse:
     with ctx.sessions.begin() as session:
-        cb = admin.cancel(
+        cb = actions.cancel(
             session,
             caller.organization_id,
             id,
             now=ctx.clock.now(),
-            actor=admin.actor_for(caller.id),
+            actor=actions.actor_for(caller.id),
             reason=body.reason,
         )
         return JSONResponse(callback_view(cb))
@@ -106,13 +106,13 @@ def cancel_callback(
 @router.post("/{id}/dispatch")
 def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
     # Any body is ignored: the contract has none, and SDKs send `{}`.
-    cb = admin.dispatch_now(
+    cb = actions.dispatch_now(
         ctx.sessions,
         ctx.clock,
         ctx.publish,
         caller.organization_id,
         id,
-        actor=admin.actor_for(caller.id),
+        actor=actions.actor_for(caller.id),
         lease=ctx.claim_lease,
         lateness=ctx.lateness,
     )

@@ -1,4 +1,7 @@
-"""Creating callbacks: the one service function behind the CLI, the task and the API."""
+"""Creating callbacks: the one service function (:func:`schedule`) behind
+``callbacks schedule`` (flags or a JSON-lines file), the ``callbacks.schedule`` Celery
+task the analysis pipeline calls, and the embedded demo. The admin API does not create
+callbacks."""
 
 from __future__ import annotations
 

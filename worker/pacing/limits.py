@@ -1,11 +1,11 @@
 """Pacing: how fast and how much each organization (and number) may dial.
 
 - Concurrency caps (per organization, per ``phone_number_id``) count callbacks in
-  ``dispatching``; the claim never takes more than the room left (:mod:`worker.fairness`).
+  ``dispatching``; the claim never takes more than the room left (:mod:`worker.pacing.fairness`).
 - The dial rate is a token bucket per organization (``org_pacing``): it refills at
   ``max_dials_per_minute / 60`` per second up to a burst of 5 seconds' worth (at least 1);
   the claim takes no more than the tokens left, then :func:`charge` spends them.
-- A 429 from the provider puts a hold (:mod:`worker.holds`) on the organization, or on the
+- A 429 from the provider puts a hold (:mod:`worker.pacing.holds`) on the organization, or on the
   number, for its ``Retry-After``; the claim skips held scopes.
 """
 
@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback, OrgConfig, OrgPacing
-from worker.holds import set_hold
-from worker.windows import DAY_MINUTES, Window
+from worker.pacing.holds import set_hold
+from worker.pacing.windows import DAY_MINUTES, Window
 
 UNLIMITED = 1_000_000_000
 MAX_PAUSE = timedelta(hours=1)

@@ -1,4 +1,5 @@
-"""What the admin API does to callbacks, without HTTP: list, get, cancel, dispatch.
+"""Manual actions on callbacks, without HTTP: list, get, cancel, dispatch (the admin API's
+service).
 
 Every function is scoped to one organization: another organization's callback is
 :class:`CallbackNotFound`, exactly like a missing one (invariant 8). Every status change

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from worker import lifecycle
 from worker.db.models import Callback
-from worker.orgs import OrgRules, rules_for
-from worker.pacing import Pacing
-from worker.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
+from worker.pacing.limits import Pacing
+from worker.pacing.orgs import OrgRules, rules_for
+from worker.pacing.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
 
 log = logging.getLogger(__name__)
 
