@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +16,7 @@ from worker.admin import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
+from worker.api.edge import Edge, strict_query
 from worker.api.openapi import document
 from worker.api.routes import callbacks, health, metrics
 from worker.clock import Clock, SystemClock
@@ -55,13 +56,16 @@ def create_app(
             close()
 
     # FastAPI's generated document and docs pages are off: /openapi.json serves the
-    # platform's published contract instead (see worker.api.openapi).
+    # platform's published contract instead (see worker.api.openapi). No slash redirects:
+    # Starlette builds their Location from the Host header, before authentication.
     app = FastAPI(
         title="Callbacks admin API",
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        redirect_slashes=False,
+        dependencies=[Depends(strict_query)],
     )
     app.state.context = ApiContext(
         sessions=sessions,
@@ -80,5 +84,6 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.add_middleware(Edge)
     errors.install(app)
     return app

@@ -16,12 +16,13 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/healthz")
+# HEAD too: what many load balancers send (the server drops the body).
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 def readyz(ctx: Context) -> JSONResponse:
     down = []
     try:
