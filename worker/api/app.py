@@ -18,9 +18,12 @@ from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import document
+from worker.api.readiness import Readiness
 from worker.api.routes import callbacks, health, metrics
+from worker.api.routes.metrics import MetricsEndpoint
 from worker.clock import Clock, SystemClock
 from worker.db.engine import make_engine, make_sessions
+from worker.metrics import StateCollector
 from worker.settings import Settings
 
 
@@ -47,7 +50,10 @@ def create_app(
             celery = create_celery(settings)
             owned.append(celery.close)
         publish = publish or celery_publisher(celery)
-        broker_probe = broker_probe or celery_probe(celery)
+        if broker_probe is None:
+            kept = celery_probe(celery)
+            owned.insert(0, kept.close)
+            broker_probe = kept
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,13 +73,18 @@ def create_app(
         redirect_slashes=False,
         dependencies=[Depends(strict_query)],
     )
+    clock = clock or SystemClock()
     app.state.context = ApiContext(
         sessions=sessions,
-        clock=clock or SystemClock(),
+        clock=clock,
         publish=publish,
         broker_probe=broker_probe,
         claim_lease=timedelta(seconds=settings.claim_lease),
+        readiness=Readiness(sessions, broker_probe, clock),
         lateness=settings.lateness,
+    )
+    app.state.metrics = MetricsEndpoint(
+        StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
     spec = document()
 

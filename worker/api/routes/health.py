@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from worker.api.deps import Context
 from worker.api.errors import UNAVAILABLE, envelope
-
-log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -24,18 +19,7 @@ def healthz() -> JSONResponse:
 
 @router.api_route("/readyz", methods=["GET", "HEAD"])
 def readyz(ctx: Context) -> JSONResponse:
-    down = []
-    try:
-        with ctx.sessions() as session:
-            session.execute(text("SELECT 1"))
-    except Exception as exc:
-        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
-        down.append("database")
-    try:
-        ctx.broker_probe()
-    except Exception as exc:
-        log.warning("not ready: broker unreachable (%s)", type(exc).__name__)
-        down.append("broker")
+    down = ctx.readiness.unreachable()
     if down:
         return envelope(503, f"Not ready: {' and '.join(down)} unreachable", UNAVAILABLE)
     return JSONResponse({"status": "ok", "database": "ok", "broker": "ok"})
