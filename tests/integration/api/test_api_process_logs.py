@@ -55,6 +55,10 @@ def _serve_and_probe(env: dict[str, str], log: Path) -> None:
             ):
                 assert http.get(path).status_code in (401, 404, 405)
             assert http.post(f"/v1/callbacks/cb_1{FORGED}/cancel").status_code in (401, 404)
+            # HEAD through the real server (item 12): GET's status, no body.
+            head = http.head("/healthz")
+            assert (head.status_code, head.content) == (200, b"")
+            assert http.head("/readyz").status_code == http.get("/readyz").status_code
     finally:
         proc.terminate()
         proc.wait(timeout=20)
