@@ -92,6 +92,9 @@ class Settings(BaseSettings):
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Each worker serves Prometheus metrics on this port when set."""
+    metrics_token: str | None = Field(default=None, min_length=16, repr=False)
+    """When set, the admin API's ``/metrics`` wants ``Authorization: Bearer <token>``;
+    unset, it is public (README, Admin API: which endpoints are public and why)."""
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None

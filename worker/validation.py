@@ -13,6 +13,55 @@ from worker.datetimes import MAX_LATENESS_SECONDS, When
 from worker.pacing.windows import valid_zone_name
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""Nesting of ``metadata`` / ``pipeline_config``: deeper than any real payload, far below
+the interpreter's recursion limit (a 1,000-level object made ``json.dumps`` raise)."""
+
+
+def unstorable(value: str) -> str | None:
+    """Why PostgreSQL cannot store ``value`` (in ``text`` or ``jsonb``), or None if it can.
+
+    NUL is refused by both; a lone surrogate (``"\\ud800"`` in JSON) is not UTF-8 at all.
+    Every path that creates or changes a row (API, CLI flags and files, the schedule task)
+    validates through this, so the database never sees either and answers a 500.
+    """
+    if "\x00" in value:
+        return "must not contain the NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a character that is not valid Unicode text (at position {exc.start})"
+    return None
+
+
+def storable_text(value: str) -> str:
+    problem = unstorable(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def check_json_tree(value: object) -> None:
+    """Bound the nesting and refuse unstorable keys or strings anywhere in a JSON value.
+
+    Iterative on purpose: a recursive walk would itself hit the recursion limit.
+    """
+    pending: list[tuple[object, int, str]] = [(value, 0, "")]
+    while pending:
+        node, depth, where = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, str):
+            problem = unstorable(node)
+            if problem:
+                raise ValueError(f"{where or 'value'} {problem}")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                if isinstance(key, str) and (problem := unstorable(key)):
+                    raise ValueError(f"a key in {where or 'the object'} {problem}")
+                pending.append((item, depth + 1, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, list | tuple):
+            pending.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(node))
 
 
 def e164(value: str) -> str:
@@ -29,11 +78,14 @@ def e164(value: str) -> str:
 
 
 def json_object(value: dict[str, Any]) -> dict[str, Any]:
+    check_json_tree(value)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_BYTES:
         raise ValueError(f"must serialize to at most {MAX_JSON_BYTES} bytes of JSON")
     return value
 
 
+StorableStr = Annotated[str, AfterValidator(storable_text)]
+"""A string the database can store: every free-text field a request or a file can set."""
 E164 = Annotated[str, AfterValidator(e164)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(json_object)]
 
@@ -49,8 +101,8 @@ def metadata_timezone(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Metadata = Annotated[JsonObject, AfterValidator(metadata_timezone)]
-Ident = Annotated[str, Field(min_length=1, max_length=128)]
-Text = Annotated[str, Field(max_length=4000)]
+Ident = Annotated[StorableStr, Field(min_length=1, max_length=128)]
+Text = Annotated[StorableStr, Field(max_length=4000)]
 
 
 class NewCallback(BaseModel):

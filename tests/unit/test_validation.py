@@ -67,3 +67,45 @@ def test_oversized_json_object_is_refused() -> None:
 def test_offsets_are_normalised_by_comparison_not_guessed() -> None:
     cb = NewCallback.model_validate({**GOOD, "scheduled_at": "2026-03-02T10:00:00-05:00"})
     assert cb.scheduled_at == datetime(2026, 3, 2, 15, tzinfo=UTC)
+
+
+def _nested(depth: int) -> dict[str, object]:
+    node: dict[str, object] = {}
+    for _ in range(depth):
+        node = {"n": node}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # What PostgreSQL cannot store: NUL (text and jsonb) and lone surrogates (not UTF-8),
+        # in every string field and anywhere in the two JSON objects, keys included.
+        ("reason", "a\x00b", "NUL"),
+        ("organization_id", "org\x00", "NUL"),
+        ("agent_id", "agent\ud800", "nicode"),
+        ("source_session_id", "\x00", "NUL"),
+        ("instructions", "\udcff", "nicode"),
+        ("metadata", {"note": "a\x00"}, "note must not contain the NUL"),
+        ("metadata", {"k\x00": 1}, "a key in the object must not contain the NUL"),
+        ("metadata", {"a": [{"b": ["\ud800"]}]}, "a[0].b[0] contains a character"),
+        ("pipeline_config", {"voice": {"x\x00y": "v"}}, "a key in voice must not contain"),
+        ("pipeline_config", {"systemPrompt": "hi\x00"}, "NUL"),
+        ("metadata", _nested(1_000), "nested deeper than 32 levels"),
+    ],
+)
+def test_text_the_database_cannot_store_is_refused_on_every_field(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(InvalidCallback) as err:
+        parse_new_callbacks([("line 1", {**GOOD, field: value})])
+    (problem,) = err.value.problems
+    assert problem.startswith(f"line 1: {field}: ")
+    assert message in problem
+
+
+def test_control_characters_other_than_nul_and_moderate_nesting_are_kept() -> None:
+    (cb,) = parse_new_callbacks(
+        [("", {**GOOD, "reason": "tab\there", "metadata": {"deep": _nested(30)}})]
+    )
+    assert cb.reason == "tab\there"

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,11 +16,15 @@ from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
+from worker.api.edge import Edge, strict_query
 from worker.api.openapi import document
+from worker.api.readiness import Readiness
 from worker.api.routes import callbacks, health, metrics
+from worker.api.routes.metrics import MetricsEndpoint
 from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
 from worker.db.engine import make_engine, make_sessions
+from worker.metrics import StateCollector
 from worker.settings import Settings
 
 
@@ -45,7 +49,10 @@ def create_app(
             celery = publisher(settings)
             owned.append(celery.close)
         publish = publish or celery_publisher(celery)
-        broker_probe = broker_probe or celery_probe(celery)
+        if broker_probe is None:
+            kept = celery_probe(celery)
+            owned.insert(0, kept.close)
+            broker_probe = kept
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,21 +61,29 @@ def create_app(
             close()
 
     # FastAPI's generated document and docs pages are off: /openapi.json serves the
-    # platform's published contract instead (see worker.api.openapi).
+    # platform's published contract instead (see worker.api.openapi). No slash redirects:
+    # Starlette builds their Location from the Host header, before authentication.
     app = FastAPI(
         title="Callbacks admin API",
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        redirect_slashes=False,
+        dependencies=[Depends(strict_query)],
     )
+    clock = clock or SystemClock()
     app.state.context = ApiContext(
         sessions=sessions,
-        clock=clock or SystemClock(),
+        clock=clock,
         publish=publish,
         broker_probe=broker_probe,
         claim_lease=timedelta(seconds=settings.claim_lease),
+        readiness=Readiness(sessions, broker_probe, clock),
         lateness=settings.lateness,
+    )
+    app.state.metrics = MetricsEndpoint(
+        StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
     spec = document()
 
@@ -79,5 +94,6 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.add_middleware(Edge)
     errors.install(app)
     return app

@@ -5,6 +5,10 @@ Importing this module builds the app (that is its only purpose); everything else
 """
 
 from worker.api.app import create_app
+from worker.logs import configure_logging
 from worker.settings import load_settings
 
-app = create_app(load_settings())
+_settings = load_settings()
+# Replaces the handlers uvicorn's command line installed: the same lines as the worker.
+configure_logging(_settings)
+app = create_app(_settings)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.actions import Publish
 from worker.api.broker import Probe
+from worker.api.readiness import Readiness
 from worker.clock import Clock
 
 
@@ -21,6 +22,8 @@ class ApiContext:
     publish: Publish
     broker_probe: Probe
     claim_lease: timedelta
+    readiness: Readiness
+    """``/readyz``'s cached verdict (one per app)."""
     lateness: timedelta | None = None
     """A manual dispatch may be placed this long from now (CALLBACK_MAX_LATENESS)."""
 

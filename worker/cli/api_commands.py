@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -69,19 +68,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from worker.api.app import create_app
+    from worker.api.serve import serve
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     port = args.port if args.port is not None else default_port()
     # The bare command must serve in production (all interfaces, behind the platform's
     # router); the embedded laptop default stays on loopback.
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    serve(settings, host=host, port=port)
     return 0
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.api.conftest import Keys, bearer
 from tests.support.factories import make_callback
 from worker.status import Status
+from worker.validation import unstorable
 
 
 @pytest.fixture
@@ -79,6 +80,13 @@ def test_api_conforms_to_its_own_openapi(
         )
         def run(case: Any) -> None:
             params = case.path_parameters
+            body = case.body
+            if mode is GenerationMode.POSITIVE and isinstance(body, dict):
+                reason = body.get("reason")
+                if isinstance(reason, str) and unstorable(reason):
+                    # Valid by the schema, refused by design: the database cannot store
+                    # it (400, tests/integration/api/test_unstorable_text.py).
+                    body["reason"] = reason.encode("utf-8", "replace").decode().replace("\x00", "")
             if params and len(str(params.get("id", ""))) % 2 == 0:
                 params["id"] = seeded[len(str(params)) % len(seeded)]
             case.call_and_validate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,10 +10,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from worker import actions
 from worker.api.auth import Caller
+from worker.api.bodies import BadJson, parse_json
 from worker.api.deps import Context
 from worker.api.errors import ValidationFailed
 from worker.serializer import callback_view
 from worker.status import Status
+from worker.validation import StorableStr
 
 router = APIRouter(prefix="/v1/callbacks")
 
@@ -23,7 +24,7 @@ MAX_BODY = 64 * 1024
 
 
 class CancelBody(BaseModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: StorableStr | None = Field(default=None, max_length=500)
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -45,14 +46,16 @@ async def cancel_body(request: Request, _: Caller) -> CancelBody:
     if not raw.strip():
         return CancelBody()
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ValidationFailed("Invalid request body: malformed JSON") from None
+        data = parse_json(raw)
+    except BadJson as exc:
+        raise ValidationFailed(f"Invalid request body: {exc}") from None
     try:
         return CancelBody.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            ".".join(str(p) for p in e["loc"]) + f": {e['msg']}" if e["loc"] else e["msg"]
+            ".".join(str(p) for p in e["loc"]) + f": {e['msg'].removeprefix('Value error, ')}"
+            if e["loc"]
+            else e["msg"]
             for e in exc.errors()
         )
         raise ValidationFailed(f"Invalid request body: {problems}") from None
