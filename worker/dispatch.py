@@ -1,4 +1,4 @@
-"""Dispatching one callback: start the attempt, dial, record the outcome.
+"""Dispatching: start the attempts, dial them side by side, record what each did.
 
 Each step is its own short transaction. Only the winner of the attempt-start
 compare-and-set dials (invariant 1); the outcome is recorded only against that same
@@ -12,8 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -21,17 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker import lifecycle, metrics
 from worker.clock import Clock
-from worker.db.models import Callback, CallbackEvent
+from worker.db.models import Callback
 from worker.db.retry import on_fresh_connection
-from worker.decisions import Fail, GiveUp, Hold, Pause, Place, Retry, Try, decide, exhausted_cause
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
-from worker.lifecycle import Placed, Reschedule
+from worker.outcomes import Result, write_outcome, write_placed
 from worker.pacing.deferral import defer_closed
-from worker.pacing.holds import PROVIDER, set_hold
-from worker.pacing.limits import pause_for_rate_limit
 from worker.policy import DispatchPolicy
-from worker.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +41,6 @@ class Dispatcher:
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
     dials: Executor | None = None
     """Where a batch's dials run side by side; ``None``: one after another."""
-
-
-class Result(StrEnum):
-    DISPATCHED = "dispatched"
-    FAILED = "failed"
-    RETRY = "retry"
-    HELD = "held"
-    SKIPPED = "skipped"
-    EXPIRED = "expired"
-    DEFERRED = "deferred"
-    """Outside the callee's calling window: scheduled again at its next opening."""
-    PAUSED = "paused"
-    """The provider answered 429: its organization (or number) is paused, no attempt spent."""
-    UNRECORDED = "unrecorded"
 
 
 def dispatch(
@@ -155,10 +136,17 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
     if len(dialed) > 1:
         try:
             with d.sessions.begin() as session:
-                written = _record_placed(session, d, dialed, actor)
+                written = write_placed(session, dialed, now=d.clock.now(), actor=actor)
                 for callback, outcome in dialed:
                     if callback.id not in written:
-                        written[callback.id] = _record(session, d, callback, outcome, actor)
+                        written[callback.id] = write_outcome(
+                            session,
+                            callback,
+                            outcome,
+                            now=d.clock.now(),
+                            policy=d.policy,
+                            actor=actor,
+                        )
             results = written  # only once the commit has landed
         except DBAPIError as exc:
             log.warning(
@@ -236,7 +224,9 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
     for attempt in range(d.policy.record_retries):
         try:
             with d.sessions.begin() as session:
-                return _record(session, d, callback, outcome, actor)
+                return write_outcome(
+                    session, callback, outcome, now=d.clock.now(), policy=d.policy, actor=actor
+                )
         except DBAPIError as exc:
             # The commit may or may not have landed: the next try's guard tells us which.
             log.warning(
@@ -255,118 +245,3 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
         callback.attempts,
     )
     return Result.UNRECORDED
-
-
-def _detail(outcome: DialOutcome) -> dict[str, object]:
-    return {
-        "outcome": str(outcome.kind),
-        "http_status": outcome.http_status,
-        "provider_code": outcome.provider_code,
-        "cause": outcome.cause or None,
-        "maybe_placed": outcome.maybe_placed or None,
-    }
-
-
-def _record_placed(
-    session: Session, d: Dispatcher, dialed: Dialed, actor: str
-) -> dict[str, Result]:
-    """The placed calls of a group, in one write per HTTP status (nearly always one)."""
-    by_status: dict[int | None, list[tuple[Callback, DialOutcome]]] = {}
-    for callback, outcome in dialed:
-        if outcome.kind is OutcomeKind.PLACED:
-            by_status.setdefault(outcome.http_status, []).append((callback, outcome))
-    now = d.clock.now()
-    results: dict[str, Result] = {}
-    for placed in by_status.values():
-        moved = set(
-            lifecycle.record_placed(
-                session,
-                [Placed(cb.id, cb.attempts, outcome.session_id) for cb, outcome in placed],
-                now=now,
-                actor=actor,
-                detail=_detail(placed[0][1]),
-            )
-        )
-        for callback, _ in placed:
-            if callback.id in moved:
-                results[callback.id] = Result.DISPATCHED
-            else:
-                _resolved_elsewhere(callback)
-                results[callback.id] = Result.SKIPPED
-    return results
-
-
-def _resolved_elsewhere(callback: Callback) -> None:
-    # Someone (the reaper) already resolved this attempt; or a retry of a write whose
-    # first commit did land. Either way the row says what happened.
-    log.warning(
-        "callback %s: attempt %d already resolved elsewhere", callback.id, callback.attempts
-    )
-
-
-def _record(
-    session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
-) -> Result:
-    """Carry out what :func:`worker.decisions.decide` makes of this attempt's outcome."""
-    now = d.clock.now()
-    n = callback.attempts
-    detail = _detail(outcome)
-    decision = decide(outcome, n, d.policy)
-    if isinstance(decision, GiveUp):
-        decision = Fail(exhausted_cause(n, _earlier_tries(session, callback.id), outcome))
-    back: tuple[Reschedule, datetime] | None = None
-    match decision:
-        case Place(session_id):
-            placed = Placed(callback.id, n, session_id)
-            moved = bool(
-                lifecycle.record_placed(session, [placed], now=now, actor=actor, detail=detail)
-            )
-            target, result = Status.DISPATCHED, Result.DISPATCHED
-        case Fail(cause):
-            moved = lifecycle.fail_attempt(
-                session, callback.id, n, cause=cause, now=now, actor=actor, detail=detail
-            )
-            target, result = Status.FAILED, Result.FAILED
-        case Retry(seconds):
-            detail["retry_in_seconds"] = round(seconds, 3)
-            back, result = (Reschedule.RETRY, now + timedelta(seconds=seconds)), Result.RETRY
-        case Pause(wait):
-            scope = pause_for_rate_limit(session, callback, wait, now=now, pacing=d.policy.pacing)
-            detail.update(paused=scope, retry_in_seconds=wait.total_seconds())
-            back, result = (Reschedule.PAUSE, now + wait), Result.PAUSED
-        case Hold(wait):
-            set_hold(session, PROVIDER, until=now + wait, reason=outcome.cause, now=now)
-            log.error(
-                "callback %s: PROVIDER REJECTED OUR API KEY (%s); holding, retry in %ss",
-                callback.id,
-                outcome.cause,
-                wait.total_seconds(),
-            )
-            back, result = (Reschedule.HOLD, now + wait), Result.HELD
-    if back is not None:
-        why, due_at = back
-        moved = lifecycle.reschedule_attempt(
-            session, callback.id, n, why=why, due_at=due_at, now=now, actor=actor, detail=detail
-        )
-        target = Status.SCHEDULED
-    if not moved:
-        _resolved_elsewhere(callback)
-        return Result.SKIPPED
-    log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
-    return result
-
-
-def _earlier_tries(session: Session, callback_id: str) -> list[Try]:
-    """The transient failures after which this callback went back to ``scheduled``."""
-    earlier = session.scalars(
-        select(CallbackEvent.detail)
-        .where(
-            CallbackEvent.callback_id == callback_id, CallbackEvent.to_status == Status.SCHEDULED
-        )
-        .order_by(CallbackEvent.id)
-    ).all()
-    return [
-        Try(str(e["cause"]), bool(e.get("maybe_placed")))
-        for e in earlier
-        if e.get("outcome") == OutcomeKind.TRANSIENT
-    ]

@@ -21,14 +21,8 @@ from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer, DialOutcome, DialRequest, OutcomeKind
-from worker.dispatch import (
-    Dispatcher,
-    Result,
-    dispatch,
-    dispatch_many,
-    record_outcomes,
-    start_attempts,
-)
+from worker.dispatch import Dispatcher, dispatch, dispatch_many, record_outcomes, start_attempts
+from worker.outcomes import Result
 from worker.policy import DispatchPolicy
 from worker.retry import RetryPolicy
 from worker.status import Status

@@ -15,7 +15,8 @@ from worker.creation import schedule
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, Result, dispatch
+from worker.dispatch import Dispatcher, dispatch
+from worker.outcomes import Result
 from worker.pacing.holds import PROVIDER, active_hold
 from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll

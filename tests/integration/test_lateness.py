@@ -16,7 +16,8 @@ from worker.clock import SystemClock
 from worker.creation import schedule
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
-from worker.dispatch import Dispatcher, Result, dispatch_many
+from worker.dispatch import Dispatcher, dispatch_many
+from worker.outcomes import Result
 from worker.pacing.limits import Pacing
 from worker.pacing.windows import Window
 from worker.policy import DispatchPolicy

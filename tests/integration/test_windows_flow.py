@@ -14,7 +14,8 @@ from tests.support.history import events
 from worker.clock import SystemClock
 from worker.db.models import Callback
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, Result, dispatch
+from worker.dispatch import Dispatcher, dispatch
+from worker.outcomes import Result
 from worker.pacing.limits import Pacing
 from worker.pacing.orgs import set_window
 from worker.pacing.windows import Window
