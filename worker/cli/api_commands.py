@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import copy
 import os
 import sys
+from typing import Any
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -15,6 +16,7 @@ from worker.db.engine import make_engine, make_sessions
 from worker.settings import load_settings
 
 DEFAULT_PORT = 8000
+MAX_DEFAULT_WORKERS = 8
 
 
 def default_port() -> int:
@@ -31,6 +33,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="interface to listen on (default 0.0.0.0 in production, 127.0.0.1 when embedded)",
     )
     a.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
+    a.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (default $WEB_CONCURRENCY, else one per core up to "
+        f"{MAX_DEFAULT_WORKERS}; 1 when embedded)",
+    )
 
     k = sub.add_parser("api-key", help="create or revoke admin API keys")
     ksub = k.add_subparsers(dest="api_key_command", required=True, metavar="ACTION")
@@ -40,20 +49,58 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r.add_argument("key_id")
 
 
+def default_workers(embedded: bool) -> int:
+    """``$WEB_CONCURRENCY`` (the convention of uvicorn's and gunicorn's CLIs), else one
+    process per core this process may run on, capped so a big host does not open
+    hundreds of database connections; one for the embedded SQLite default."""
+    value = os.environ.get("WEB_CONCURRENCY", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    if embedded:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's own logging plus ours on the root logger, applied in every server process
+    (worker processes are spawned: a ``basicConfig`` here would not reach them)."""
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["plain"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["plain"], "level": level.upper()}
+    return config
+
+
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from worker.api.app import create_app
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     port = args.port if args.port is not None else default_port()
     # The bare command must serve in production (all interfaces, behind the platform's
     # router); the embedded laptop default stays on loopback.
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    workers = args.workers if args.workers is not None else default_workers(settings.embedded)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        "log_config": log_config(settings.log_level),
+    }
+    if workers > 1:
+        # Python runs one request's work at a time per process: one process per core
+        # (measured: tests/perf/bench_api.py --load, README "Performance"). Each process
+        # imports the app and builds it from the same environment.
+        uvicorn.run("worker.api.asgi:app", workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 
