@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -57,6 +58,10 @@ def create_app(
         # pooled connections, so a request waits in the event loop, not in a thread blocked
         # on the pool, and the threads do not fight over one GIL (tests/perf/bench_api.py).
         to_thread.current_default_thread_limiter().total_tokens = API_POOL_SIZE
+        # What start-up built (Celery, SQLAlchemy, FastAPI: over 100,000 objects) lives
+        # as long as the process: out of the collector's sight, a full collection no
+        # longer walks it mid-request (p99 under load 795 -> 446 ms for a get, same run).
+        gc.freeze()
         yield
         for close in owned:
             close()
@@ -66,7 +71,7 @@ def create_app(
     app = FastAPI(
         title="Callbacks admin API",
         # Off: we export Prometheus metrics, not OpenTelemetry, and checking the global
-        # OpenTelemetry providers on every request was 12 % of a read's CPU (measured).
+        # OpenTelemetry providers on every request took 1-12 % of a read's CPU (py-spy).
         telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_url=None,
         docs_url=None,
