@@ -58,7 +58,14 @@ def default_workers(embedded: bool) -> int:
         return int(value)
     if embedded:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from worker.cli.api_commands import MAX_DEFAULT_WORKERS, default_workers, log_config
+from worker.cli.api_commands import MAX_DEFAULT_WORKERS, default_workers, log_config, usable_cores
 
 
 def test_web_concurrency_decides_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,8 +21,8 @@ def test_otherwise_one_per_core_and_one_when_embedded(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("WEB_CONCURRENCY", value)
-    cores = len(os.sched_getaffinity(0))
-    assert default_workers(embedded=False) == max(1, min(cores, MAX_DEFAULT_WORKERS))
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    assert default_workers(embedded=False) == max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
     assert default_workers(embedded=True) == 1
 
 
