@@ -130,7 +130,7 @@ def test_schedule_task_refuses_unstorable_text_and_writes_nothing(
     redis_url: str,
     bad: dict[str, Any],
 ) -> None:
-    app = create_celery(Settings(database_url=pg_url, broker_url=redis_url))
+    app = create_celery(Settings(database_url=pg_url, broker_url=redis_url, dialer="log"))
     try:
         result = app.tasks["callbacks.schedule"].apply(args=([GOOD, bad],))
         assert isinstance(result.result, InvalidCallback)

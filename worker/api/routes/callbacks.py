@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from worker import admin
+from worker.api import reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
 from worker.api.deps import Context
@@ -68,23 +69,23 @@ def list_callbacks(
     status: Status | None = None,
     source_session_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
-) -> JSONResponse:
-    with ctx.sessions() as session:
-        rows = admin.list_callbacks(
-            session,
+) -> Response:
+    with reads.read_connection(ctx.sessions) as conn:
+        body = reads.list_json(
+            conn,
             caller.organization_id,
             status=status,
             source_session_id=source_session_id,
             limit=limit,
         )
-        return JSONResponse({"callbacks": [callback_view(cb) for cb in rows]})
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{id}")
-def get_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
-    with ctx.sessions() as session:
-        cb = admin.get_callback(session, caller.organization_id, id)
-        return JSONResponse(callback_view(cb))
+def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
+    with reads.read_connection(ctx.sessions) as conn:
+        body = reads.callback_json(conn, caller.organization_id, id)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/{id}/cancel")
