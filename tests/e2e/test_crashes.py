@@ -34,10 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.broker import queued_dispatches
 from tests.support.faults import (
     HeldLock,
+    PrivateRedis,
     blocked_backends,
-    redis_restored,
-    restart_redis,
-    stop_redis,
     terminate,
 )
 from tests.support.ledger import CallLedger, callback_id_of, requests_for, requests_per_callback
@@ -341,7 +339,7 @@ def test_outcome_write_killed_once_is_recorded_after_reconnect(
 def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
     pg_url: str,
     pg_sessions: sessionmaker[Session],
-    redis_url: str,
+    own_redis: PrivateRedis,
     provider: Provider,
     ledger: CallLedger,
     tmp_path: Path,
@@ -349,8 +347,9 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
     """(d) First, one poll tick against a stopped Redis: it claims, cannot publish and gives
     the claims back. Then real processes under load: Redis is shut down (its queue lost)
     and restarted while callbacks keep coming due; every one is placed exactly once."""
+    redis_url = own_redis.url()
     env = worker_env(pg_url, redis_url, provider, tmp_path)
-    with redis_restored():
+    with own_redis.restored():
         early = schedule_callbacks(pg_sessions, 5)
         app = create_celery(
             load_settings(
@@ -361,7 +360,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
             )
         )
         try:
-            stop_redis()
+            own_redis.stop()
             with pytest.raises(OperationalError):
                 app.tasks["callbacks.poll"]()
         finally:
@@ -372,7 +371,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
             released = [e for e in events(pg_sessions, cid) if e.to_status == Status.SCHEDULED]
             assert released[-1].actor == "poller"
             assert "broker unreachable" in str(released[-1].detail["why"])
-        restart_redis(down_for=0)
+        own_redis.restart(down_for=0)
 
         total = 300
         ids = early + schedule_callbacks(
@@ -388,7 +387,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
             # the poller claiming, Redis goes away with everything queued in it.
             if len(ledger.placed) >= 60 and not stopped.is_set():
                 stopped.set()
-                stop_redis()
+                own_redis.stop()
             return Reply(200)
 
         ledger.behaviour = stop_redis_mid_stream
@@ -399,7 +398,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
             sup.start("worker", *WORKER, "-n", "worker@%h")
             wait_until(stopped.is_set, timeout=60, what="Redis stopped mid-stream")
             time.sleep(2)
-            restart_redis(down_for=0)
+            own_redis.restart(down_for=0)
 
             def settled() -> bool:
                 sup.ensure_running()  # as systemd / the kubelet would
@@ -425,7 +424,7 @@ def test_redis_stopped_while_the_poller_runs_loses_and_doubles_nothing(
 def test_redis_restart_while_a_task_runs_is_ridden_out_or_restarted(
     pg_url: str,
     pg_sessions: sessionmaker[Session],
-    redis_url: str,
+    own_redis: PrivateRedis,
     provider: Provider,
     ledger: CallLedger,
     tmp_path: Path,
@@ -440,18 +439,18 @@ def test_redis_restart_while_a_task_runs_is_ridden_out_or_restarted(
     def stop_redis_during_the_dial(req: Received) -> Reply:
         if not stopped.is_set():
             stopped.set()
-            stop_redis()
+            own_redis.stop()
         return Reply(200)
 
     ledger.behaviour = stop_redis_during_the_dial
-    env = worker_env(pg_url, redis_url, provider, tmp_path)
-    with redis_restored(), processes(tmp_path, env) as procs:
+    env = worker_env(pg_url, own_redis.url(), provider, tmp_path)
+    with own_redis.restored(), processes(tmp_path, env) as procs:
         procs.start("beat", *BEAT)
         _start_worker(procs, "worker")
         first = schedule_callbacks(pg_sessions, 1)
         wait_until(stopped.is_set, timeout=60, what="Redis stopped during a dial")
         time.sleep(2)
-        restart_redis(down_for=0)
+        own_redis.restart(down_for=0)
         later = schedule_callbacks(pg_sessions, 1)
         wait_until(
             lambda: (
