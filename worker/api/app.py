@@ -36,7 +36,8 @@ def create_app(
     whatever is not passed is built from ``settings`` (and closed at shutdown)."""
     owned: list[Any] = []
     if sessions is None:
-        engine = make_engine(settings.effective_database_url)
+        # A restart's closed connections are dropped at checkout (worker/db/engine.py).
+        engine = make_engine(settings.effective_database_url, drop_closed=True)
         owned.append(engine.dispose)
         sessions = make_sessions(engine)
     if publish is None or broker_probe is None:

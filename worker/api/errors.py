@@ -22,6 +22,8 @@ from worker.admin import CallbackNotFound, PublishFailed, StatusConflict
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
+DATABASE_RETRY_AFTER = "2"
+"""Seconds: a restart or failover is back in a few (tests/chaos/failover.py)."""
 HTTP_CODES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
@@ -66,6 +68,7 @@ class Unauthorized(ApiError):
 class Unavailable(ApiError):
     status = 503
     code = UNAVAILABLE
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": DATABASE_RETRY_AFTER}
 
 
 def describe(exc: RequestValidationError) -> str:
@@ -106,7 +109,10 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
 async def _publish_failed(_: Request, exc: Exception) -> JSONResponse:
     log.warning("dispatch refused with 503: broker unreachable (%s)", exc)
     return envelope(
-        503, "Broker unavailable: the callback was not dispatched, try again", UNAVAILABLE
+        503,
+        "Broker unavailable: the callback was not dispatched, try again",
+        UNAVAILABLE,
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
     )
 
 
@@ -118,7 +124,12 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
     if unreachable:
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
         log.warning("answering 503: database unavailable (%s)", type(cause).__name__)
-        return envelope(503, "Database unavailable, try again", UNAVAILABLE)
+        return envelope(
+            503,
+            "Database unavailable, try again",
+            UNAVAILABLE,
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
     log.error("database error answered with 500: %s", type(exc).__name__)
     log.debug("database error", exc_info=exc)
     return envelope(500, "Internal error", "INTERNAL_ERROR")
