@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import metrics
+from worker.admin import may_have_rung
 from worker.claims import claim_now
 from worker.clock import Clock
 from worker.db.models import Callback, CallbackEvent
@@ -282,9 +283,30 @@ def _not_started(
     """Why these were not started: expired (fail them now), or not ours to dial."""
     results = dict.fromkeys(_expire(session, callback_ids, now, actor), Result.EXPIRED)
     others = [i for i in callback_ids if i not in results]
-    found = select(Callback.id, Callback.status).where(Callback.id.in_(others))
-    statuses = {row.id: row.status for row in session.execute(found)}
+    found = select(Callback.id, Callback.status, Callback.failure_cause).where(
+        Callback.id.in_(others)
+    )
+    rows = {row.id: row for row in session.execute(found)}
+    statuses = {callback_id: row.status for callback_id, row in rows.items()}
     for callback_id in others:
+        row = rows.get(callback_id)
+        if row is not None and row.status == Status.FAILED:
+            # callbacks.dispatch never re-dials a failed callback (its contract: scheduled
+            # or claimed). Say where an operator's retry goes, and what it must confirm.
+            unknown = may_have_rung(row.failure_cause)
+            log.warning(
+                "callback %s: not dialing, it is failed (%s); an operator's retry is "
+                "POST /v1/callbacks/%s/dispatch%s",
+                callback_id,
+                row.failure_cause,
+                callback_id,
+                ' with {"force": true} once the provider confirms no call was placed: '
+                "its outcome is unknown, the person may already have been called"
+                if unknown
+                else "",
+            )
+            results[callback_id] = Result.SKIPPED
+            continue
         log.info(
             "callback %s: not dialing, it is %s (not claimed, or its attempt is taken)",
             callback_id,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.admin import CallbackNotFound, PublishFailed, StatusConflict
+from worker.admin import CallbackNotFound, PublishFailed, StatusConflict, UnconfirmedRedial
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,14 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return envelope(409, f"Cannot {exc.action} a callback that is {exc.current}", "CONFLICT")
 
 
+async def _unconfirmed_redial(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnconfirmedRedial)
+    log.warning(
+        "callback %s: dispatch refused with 409: outcome unknown, no force", exc.callback_id
+    )
+    return envelope(409, str(exc), "CONFLICT")
+
+
 async def _publish_failed(_: Request, exc: Exception) -> JSONResponse:
     log.warning("dispatch refused with 503: broker unreachable (%s)", exc)
     return envelope(
@@ -141,6 +149,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(CallbackNotFound, _not_found)
     app.add_exception_handler(StatusConflict, _conflict)
+    app.add_exception_handler(UnconfirmedRedial, _unconfirmed_redial)
     app.add_exception_handler(PublishFailed, _publish_failed)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_middleware(CatchAll)
