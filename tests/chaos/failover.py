@@ -91,7 +91,13 @@ class FailoverReport:
 
 
 def run_failover(
-    fault: str, down: float, callbacks: int, fault_after: float, policy: str, workdir: Path
+    fault: str,
+    down: float,
+    callbacks: int,
+    fault_after: float,
+    policy: str,
+    workdir: Path,
+    code: Path | None = None,
 ) -> FailoverReport:
     report = FailoverReport(fault=fault, callbacks=callbacks)
     with private_redis(workdir / "redis") as redis, private_cluster() as cluster:
@@ -110,6 +116,8 @@ def run_failover(
                 LOG_LEVEL="INFO",
                 UNKNOWN_OUTCOME_POLICY=policy,
             )
+            if code is not None:  # measure another checkout's worker, beat and api
+                env["PYTHONPATH"] = str(code)
             ids = schedule_callbacks(sessions, callbacks)
             port = free_port()
             with processes(workdir, env) as procs:
@@ -232,11 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-after", type=float, default=3.0, help="seconds after the 1st dial")
     p.add_argument("--policy", choices=["fail", "redial-same-key"], default="fail")
     p.add_argument("--workdir", type=Path, default=None, help="keep process logs here")
+    p.add_argument(
+        "--code", type=Path, default=None, help="run the processes from this source tree"
+    )
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
         workdir = a.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = run_failover(a.fault, a.down, a.callbacks, a.fault_after, a.policy, workdir)
+        report = run_failover(
+            a.fault, a.down, a.callbacks, a.fault_after, a.policy, workdir, a.code
+        )
     print(report.render(), flush=True)
     print(json.dumps({"resumed_after": report.resumed_after, "ok": report.ok}))
     return 0 if report.ok else 1
