@@ -42,6 +42,32 @@ class StatusConflict(Exception):
         self.current = current
 
 
+OUTCOME_UNKNOWN = "outcome unknown"
+"""How every failure cause that means "the call may have been placed" begins."""
+
+
+def may_have_rung(failure_cause: str | None) -> bool:
+    """Whether a failed callback's last attempt may have placed a call after all."""
+    return bool(failure_cause and failure_cause.startswith(OUTCOME_UNKNOWN))
+
+
+class UnconfirmedRedial(Exception):
+    """Dispatching again a callback whose last outcome is unknown, without ``force``.
+
+    Its call may have been placed; a new dispatch round has a new Idempotency-Key, so the
+    provider would place a second call. The operator must check first, then confirm.
+    """
+
+    def __init__(self, callback_id: str, cause: str) -> None:
+        super().__init__(
+            f"Callback {callback_id} failed with an unknown outcome, so the person may "
+            f"already have been called ({cause}). Dispatching it again places a new call. "
+            'Check with the provider first; to dispatch anyway, send {"force": true}.'
+        )
+        self.callback_id = callback_id
+        self.cause = cause
+
+
 class PublishFailed(Exception):
     """The dispatch message could not be sent; the callback was put back as it was."""
 
@@ -185,9 +211,13 @@ def claim_for_dispatch(
     actor: str,
     lease: timedelta,
     lateness: timedelta | None = None,
+    force: bool = False,
 ) -> Claimed:
     """``scheduled`` → ``dispatching`` whatever its ``scheduled_at``, or ``failed`` →
     ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
+
+    A failure whose outcome is unknown (the call may have been placed) is dispatched again
+    only with ``force``: :class:`UnconfirmedRedial` otherwise.
     """
     # An operator asked for it now: its expiry restarts from now, as for the manual task.
     expires_at = None if lateness is None else now + lateness
@@ -207,6 +237,8 @@ def claim_for_dispatch(
                 organization_id=organization_id,
                 via="api",
             )
+        elif previous == Status.FAILED and may_have_rung(previous_cause) and not force:
+            raise UnconfirmedRedial(callback_id, str(previous_cause))
         elif previous == Status.FAILED:
             # The cause and round read above are only kept for an undo; the write is
             # still conditional on both, so a change in between makes it miss, not clobber.
@@ -217,7 +249,7 @@ def claim_for_dispatch(
                 target=Status.DISPATCHING,
                 now=now,
                 actor=actor,
-                detail={"via": "api", "retry_of": previous_cause},
+                detail={"via": "api", "retry_of": previous_cause, "forced": force or None},
                 values={**claim, "dispatch_round": previous_round + 1, "failure_cause": None},
                 guards=[
                     Callback.organization_id == organization_id,
@@ -271,8 +303,11 @@ def dispatch_now(
     actor: str,
     lease: timedelta,
     lateness: timedelta | None = None,
+    force: bool = False,
 ) -> Callback:
     """Claim, commit, then send the dispatch message; if sending fails, undo the claim.
+
+    ``force``: confirm re-dispatching a failure whose outcome is unknown.
 
     The claim commits first so a message never names a row that is not yet claimed. If
     the undo itself cannot be written, the claim's lease runs out and the reaper
@@ -287,6 +322,15 @@ def dispatch_now(
             actor=actor,
             lease=lease,
             lateness=lateness,
+            force=force,
+        )
+    if claimed.previous == Status.FAILED and may_have_rung(claimed.previous_failure_cause):
+        log.warning(
+            "callback %s: re-dispatched by %s with force although its last outcome was "
+            "unknown (%s)",
+            callback_id,
+            actor,
+            claimed.previous_failure_cause,
         )
     try:
         publish(claimed.callback.id)

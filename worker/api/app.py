@@ -42,8 +42,12 @@ def create_app(
     whatever is not passed is built from ``settings`` (and closed at shutdown)."""
     owned: list[Any] = []
     if sessions is None:
+        # A restart's closed connections are dropped at checkout (worker/db/engine.py).
         engine = make_engine(
-            settings.effective_database_url, pool_size=API_POOL_SIZE, max_overflow=API_POOL_OVERFLOW
+            settings.effective_database_url,
+            pool_size=API_POOL_SIZE,
+            max_overflow=API_POOL_OVERFLOW,
+            drop_closed=True,
         )
         owned.append(engine.dispose)
         sessions = make_sessions(engine)

@@ -107,9 +107,29 @@ def cancel_callback(
         return JSONResponse(callback_view(cb))
 
 
+async def dispatch_force(request: Request, _: Caller) -> bool:
+    """Extension: ``{"force": true}`` confirms re-dispatching a callback whose last outcome
+    is unknown (its call may have been placed). Any other body is ignored, as before: the
+    contract has none, and SDKs send ``{}``."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ValidationFailed("Invalid request body: too large")
+    try:
+        # Nesting is bounded before parsing (worker.api.bodies); too deep is ignored too.
+        data = parse_json(raw) if raw.strip() else {}
+    except BadJson:
+        return False
+    if not isinstance(data, dict) or "force" not in data:
+        return False
+    if not isinstance(data["force"], bool):
+        raise ValidationFailed("Invalid request body: force: must be true or false")
+    return data["force"]
+
+
 @router.post("/{id}/dispatch")
-def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
-    # Any body is ignored: the contract has none, and SDKs send `{}`.
+def dispatch_callback(
+    id: str, caller: Caller, ctx: Context, force: Annotated[bool, Depends(dispatch_force)]
+) -> JSONResponse:
     cb = admin.dispatch_now(
         ctx.sessions,
         ctx.clock,
@@ -119,5 +139,6 @@ def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
         actor=admin.actor_for(caller.id),
         lease=ctx.claim_lease,
         lateness=ctx.lateness,
+        force=force,
     )
     return JSONResponse(callback_view(cb))
