@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import lifecycle
 from worker.clock import Clock
 from worker.db.models import Callback
+from worker.lifecycle import may_have_rung
 from worker.status import Status
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,23 @@ class StatusConflict(Exception):
         super().__init__(f"cannot {action} a callback that is {current}")
         self.action = action
         self.current = current
+
+
+class UnconfirmedRedial(Exception):
+    """Dispatching again a callback whose last outcome is unknown, without ``force``.
+
+    Its call may have been placed; a new dispatch round has a new Idempotency-Key, so the
+    provider would place a second call. The operator must check first, then confirm.
+    """
+
+    def __init__(self, callback_id: str, cause: str) -> None:
+        super().__init__(
+            f"Callback {callback_id} failed with an unknown outcome, so the person may "
+            f"already have been called ({cause}). Dispatching it again places a new call. "
+            'Check with the provider first; to dispatch anyway, send {"force": true}.'
+        )
+        self.callback_id = callback_id
+        self.cause = cause
 
 
 class PublishFailed(Exception):
@@ -182,9 +200,13 @@ def claim_for_dispatch(
     actor: str,
     lease: timedelta,
     lateness: timedelta | None = None,
+    force: bool = False,
 ) -> Claimed:
     """``scheduled`` → ``dispatching`` whatever its ``scheduled_at``, or ``failed`` →
     ``dispatching`` as an operator's retry (a new dispatch round, so a new Idempotency-Key).
+
+    A failure whose outcome is unknown (the call may have been placed) is dispatched again
+    only with ``force``: :class:`UnconfirmedRedial` otherwise.
     """
     # An operator asked for it now: its expiry restarts from now, as for the manual task.
     claim = lifecycle.Claim(now, lease, actor, None if lateness is None else now + lateness)
@@ -196,6 +218,8 @@ def claim_for_dispatch(
             cb = lifecycle.claim_one(
                 session, callback_id, claim, organization_id=organization_id, via="api"
             )
+        elif previous == Status.FAILED and may_have_rung(previous_cause) and not force:
+            raise UnconfirmedRedial(callback_id, str(previous_cause))
         elif previous == Status.FAILED:
             # The cause and round read above are only kept for an undo; the write is
             # still conditional on both, so a change in between makes it miss, not clobber.
@@ -206,6 +230,7 @@ def claim_for_dispatch(
                 organization_id=organization_id,
                 dispatch_round=previous_round,
                 retry_of=previous_cause,
+                force=force,
             )
         else:
             raise StatusConflict("dispatch", previous)
@@ -238,8 +263,11 @@ def dispatch_now(
     actor: str,
     lease: timedelta,
     lateness: timedelta | None = None,
+    force: bool = False,
 ) -> Callback:
     """Claim, commit, then send the dispatch message; if sending fails, undo the claim.
+
+    ``force``: confirm re-dispatching a failure whose outcome is unknown.
 
     The claim commits first so a message never names a row that is not yet claimed. If
     the undo itself cannot be written, the claim's lease runs out and the reaper
@@ -254,6 +282,15 @@ def dispatch_now(
             actor=actor,
             lease=lease,
             lateness=lateness,
+            force=force,
+        )
+    if claimed.previous == Status.FAILED and may_have_rung(claimed.previous_failure_cause):
+        log.warning(
+            "callback %s: re-dispatched by %s with force although its last outcome was "
+            "unknown (%s)",
+            callback_id,
+            actor,
+            claimed.previous_failure_cause,
         )
     try:
         publish(claimed.callback.id)

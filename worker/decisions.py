@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from worker.dialer.port import DialOutcome, OutcomeKind
+from worker.lifecycle import OUTCOME_UNKNOWN
 from worker.pacing.limits import pause_wait
 from worker.policy import DispatchPolicy
 
@@ -86,7 +87,7 @@ def decide(
         case OutcomeKind.PERMANENT:
             return Fail(f"provider refused the call: {outcome.cause} (attempt {attempt})")
         case OutcomeKind.UNKNOWN:
-            return Fail(f"outcome unknown: {outcome.cause}")
+            return Fail(f"{OUTCOME_UNKNOWN}: {outcome.cause}")
 
 
 class Try(NamedTuple):
@@ -104,7 +105,7 @@ def exhausted_cause(attempts: int, earlier: Sequence[Try], last: DialOutcome) ->
         # A timed-out request may have rung the phone: say so, so that nobody retries it
         # by hand (a new dispatch round has a new Idempotency-Key) without checking first.
         return (
-            "outcome unknown: an attempt timed out after the request was sent, so the call "
+            f"{OUTCOME_UNKNOWN}: an attempt timed out after the request was sent, so the call "
             f"may have been placed; {cause}"
         )
     return cause

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import lifecycle, metrics
 from worker.clock import Clock
 from worker.db.models import Callback
-from worker.db.retry import on_fresh_connection
+from worker.db.retry import unavailable, while_unavailable
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
+from worker.lifecycle import may_have_rung
 from worker.outcomes import Result, write_outcome, write_placed
 from worker.pacing.deferral import defer_closed
 from worker.policy import DispatchPolicy
+from worker.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class Dispatcher:
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
     dials: Executor | None = None
     """Where a batch's dials run side by side; ``None``: one after another."""
+    sleep: Callable[[float], None] = time.sleep
+    """How to wait between knocks on a database that is away (tests inject their own)."""
 
 
 def dispatch(
@@ -75,17 +79,30 @@ def dispatch_many(
     so a crash leaves only the attempts still in flight to the reaper.
     """
     ids = list(dict.fromkeys(callback_ids))
-    if manual:
-        now, lateness = d.clock.now(), d.policy.lateness
-        # Asked for now: its expiry restarts from now.
-        claim = lifecycle.Claim(
-            now, d.policy.claim_lease, actor, None if lateness is None else now + lateness
-        )
-        with d.sessions.begin() as session:
-            for callback_id in ids:
-                lifecycle.claim_one(session, callback_id, claim)
-    started, results = on_fresh_connection(
-        lambda: start_attempts(d, ids, actor, override_window=manual and override_window)
+
+    def start() -> tuple[list[Callback], dict[str, Result]]:
+        if manual:
+            now, lateness = d.clock.now(), d.policy.lateness
+            # Asked for now: its expiry restarts from now.
+            claim = lifecycle.Claim(
+                now, d.policy.claim_lease, actor, None if lateness is None else now + lateness
+            )
+            with d.sessions.begin() as session:
+                for callback_id in ids:
+                    lifecycle.claim_one(session, callback_id, claim)
+        return start_attempts(d, ids, actor, override_window=manual and override_window)
+
+    # The database away (restart, failover, stop): hold this batch and knock until it is
+    # back, rather than drop it to wait out CLAIM_LEASE. The task's message stays unacked
+    # meanwhile, and this worker thread takes no new one (prefetch 1), so a worker stops
+    # consuming dispatch messages while the database is down. Past the claim's lease the
+    # reaper has handed the claims back: give up then.
+    give_up_at = d.clock.now() + d.policy.claim_lease
+    started, results = while_unavailable(
+        start,
+        what=f"starting {len(ids)} attempts ({', '.join(ids[:3])}{'...' if len(ids) > 3 else ''})",
+        give_up=lambda: d.clock.now() >= give_up_at,
+        sleep=d.sleep,
     )
     for result in results.values():
         metrics.OUTCOMES.labels(result.value).inc()
@@ -134,7 +151,8 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
     """
     results: dict[str, Result] | None = None
     if len(dialed) > 1:
-        try:
+
+        def write_group() -> dict[str, Result]:
             with d.sessions.begin() as session:
                 written = write_placed(session, dialed, now=d.clock.now(), actor=actor)
                 for callback, outcome in dialed:
@@ -147,7 +165,18 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
                             policy=d.policy,
                             actor=actor,
                         )
-            results = written  # only once the commit has landed
+            return written
+
+        give_up_at = min(_record_deadline(d, callback) for callback, _ in dialed)
+        try:
+            # Only once the commit has landed; a retry after a commit that did land finds
+            # the attempts resolved (their guards) and answers SKIPPED for them.
+            results = while_unavailable(
+                write_group,
+                what=f"could not record {len(dialed)} outcomes together",
+                give_up=lambda: d.clock.now() >= give_up_at,
+                sleep=d.sleep,
+            )
         except DBAPIError as exc:
             log.warning(
                 "could not record %d outcomes together (%s); recording each alone: %s",
@@ -200,9 +229,30 @@ def _not_started(
     """Why these were not started: expired (fail them now), or not ours to dial."""
     results = dict.fromkeys(_expire(session, callback_ids, now, actor), Result.EXPIRED)
     others = [i for i in callback_ids if i not in results]
-    found = select(Callback.id, Callback.status).where(Callback.id.in_(others))
-    statuses = {row.id: row.status for row in session.execute(found)}
+    found = select(Callback.id, Callback.status, Callback.failure_cause).where(
+        Callback.id.in_(others)
+    )
+    rows = {row.id: row for row in session.execute(found)}
+    statuses = {callback_id: row.status for callback_id, row in rows.items()}
     for callback_id in others:
+        row = rows.get(callback_id)
+        if row is not None and row.status == Status.FAILED:
+            # callbacks.dispatch never re-dials a failed callback (its contract: scheduled
+            # or claimed). Say where an operator's retry goes, and what it must confirm.
+            unknown = may_have_rung(row.failure_cause)
+            log.warning(
+                "callback %s: not dialing, it is failed (%s); an operator's retry is "
+                "POST /v1/callbacks/%s/dispatch%s",
+                callback_id,
+                row.failure_cause,
+                callback_id,
+                ' with {"force": true} once the provider confirms no call was placed: '
+                "its outcome is unknown, the person may already have been called"
+                if unknown
+                else "",
+            )
+            results[callback_id] = Result.SKIPPED
+            continue
         log.info(
             "callback %s: not dialing, it is %s (not claimed, or its attempt is taken)",
             callback_id,
@@ -219,16 +269,48 @@ def _expire(session: Session, callback_ids: Sequence[str], now: datetime, actor:
     return expired
 
 
+def _record_deadline(d: Dispatcher, callback: Callback) -> datetime:
+    """Until when a worker may keep trying to write this attempt's outcome.
+
+    A little before the attempt's lease runs out: the reaper acts only on an expired lease,
+    so while the worker still holds the outcome in memory and knocks, nobody calls it
+    unknown; once the worker gives up, the lease runs out and the reaper resolves it.
+    """
+    lease = d.policy.attempt_lease
+    ends = callback.lease_expires_at
+    if ends is None:
+        ends = (callback.attempted_at or d.clock.now()) + lease
+    return ends - min(timedelta(seconds=5), lease / 10)
+
+
 def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:
-    """Write what the dial did. A write that fails is retried, then left to the reaper."""
+    """Write what the dial did; the outcome is kept until written or the lease runs out.
+
+    While the database is unavailable (a restart, a failover, a stop) the write is retried
+    with capped backoff for as long as the attempt's lease allows. Any other failure is
+    retried ``record_retries`` times. What is still unwritten then is the reaper's.
+    """
+    give_up_at = _record_deadline(d, callback)
+
+    def give_up() -> bool:
+        return d.clock.now() >= give_up_at
+
+    def write() -> Result:
+        with d.sessions.begin() as session:
+            return write_outcome(
+                session, callback, outcome, now=d.clock.now(), policy=d.policy, actor=actor
+            )
+
     for attempt in range(d.policy.record_retries):
         try:
-            with d.sessions.begin() as session:
-                return write_outcome(
-                    session, callback, outcome, now=d.clock.now(), policy=d.policy, actor=actor
-                )
-        except DBAPIError as exc:
             # The commit may or may not have landed: the next try's guard tells us which.
+            return while_unavailable(
+                write,
+                what=f"callback {callback.id}: could not record outcome {outcome.kind}",
+                give_up=give_up,
+                sleep=d.sleep,
+            )
+        except DBAPIError as exc:
             log.warning(
                 "callback %s: could not record outcome %s (try %d): %s",
                 callback.id,
@@ -236,8 +318,10 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
                 attempt + 1,
                 exc.orig or exc,
             )
+            if give_up() or unavailable(exc):
+                break  # the lease is ending (while_unavailable gave up): the reaper's turn
             if attempt + 1 < d.policy.record_retries:  # no wait after the last try
-                time.sleep(0.5 * (attempt + 1))
+                d.sleep(0.5 * (attempt + 1))
     log.error(
         "callback %s: outcome %s of attempt %d NOT recorded; the reaper will resolve it",
         callback.id,

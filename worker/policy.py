@@ -25,6 +25,7 @@ class DispatchPolicy:
     redial_unknown: bool = False
     """Reaper: re-send an attempt of unknown outcome with the same key instead of failing it."""
     record_retries: int = 3
-    """How often to retry writing an outcome after a dial before leaving it to the reaper."""
+    """How often to retry an outcome write that failed for another reason than the database
+    being unavailable (that one is retried for as long as the attempt's lease allows)."""
     pacing: Pacing = field(default_factory=Pacing)
     """Calling windows, caps and 429 pauses (worker/pacing/limits.py)."""

@@ -3,9 +3,12 @@
 - A claim whose lease ran out before any attempt started (its message was lost, or the
   worker died first) goes back to ``scheduled``, still due, and is claimed again.
 - An attempt whose lease ran out is of unknown outcome: the worker died mid-dial, or
-  could not record what the provider said. The phone may have rung, so by default it is
-  ``failed`` with a cause that says so; with ``redial_unknown`` it is handed back for a
-  new attempt with the *same* Idempotency-Key (safe only with a provider that honours it).
+  could not record what the provider said before the lease ran out (a worker keeps a
+  dial's outcome and retries its write until just before then, worker/dispatch.py; so
+  an attempt inside its lease is never taken for unknown). The phone may have rung, so
+  by default it is ``failed`` with a cause that says so; with ``redial_unknown`` it is
+  handed back for a new attempt with the *same* Idempotency-Key (safe only with a
+  provider that honours it).
 
 Every change is a conditional write on the expired lease, so several reapers (and a late
 worker recording its outcome) can race safely: each row is resolved once.
@@ -59,7 +62,8 @@ def reap(
                 continue
             cause = (
                 f"outcome unknown: attempt {attempt} started but never reported back "
-                "(worker lost mid-dial, or its result could not be saved); "
+                "(worker lost mid-dial, or its result could not be saved within the "
+                "attempt's lease); "
                 "not dialed again so the person is not called twice"
             )
             if lifecycle.fail_unknown(

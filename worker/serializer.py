@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from worker.db.models import Callback
 
@@ -39,3 +42,51 @@ def callback_view(cb: Callback) -> dict[str, Any]:
         "created_at": rfc3339(cb.created_at),
         "updated_at": rfc3339(cb.updated_at),
     }
+
+
+PUBLIC_FIELDS = (
+    "id",
+    "organization_id",
+    "source_session_id",
+    "created_session_id",
+    "agent_id",
+    "phone_number_id",
+    "to_number",
+    "from_number",
+    "scheduled_at",
+    "status",
+    "reason",
+    "instructions",
+    "summary",
+    "pipeline_config",
+    "metadata",
+    "failure_cause",
+    "attempted_at",
+    "dispatched_at",
+    "cancelled_at",
+    "created_at",
+    "updated_at",
+)
+"""The ``ScheduledCallback`` fields in order; each is also the name of its column."""
+
+
+def dumps(document: Any) -> bytes:
+    """JSON bytes of a document of callback fields as read (datetimes in UTC, statuses).
+
+    orjson writes what :func:`callback_view` + ``json.dumps`` would (datetimes as
+    RFC 3339 with ``Z``, microseconds only when there are some) at a fraction of the cost.
+    A document orjson refuses (an integer beyond 64 bits in ``metadata``) takes the slow
+    path, so every stored document can still be served.
+    """
+    try:
+        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            document, default=_rfc3339_default, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+
+
+def _rfc3339_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return rfc3339(value) or ""
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -5,8 +5,11 @@ callbacks through a stand-in provider (threads in this process, on 127.0.0.1) th
 answers a share with 503, a share with 400, and lets a share hang past the dialer timeout
 *after* placing the call. Meanwhile the harness SIGKILLs workers at random (a supervisor
 starts them again), restarts Redis once (its queue lost), terminates every database
-connection of the workers now and then, and cancels a few callbacks through the admin
-service. Then it waits until nothing is in flight and checks, against the provider's own
+connection of the workers now and then, restarts the database server and stops it for a
+while (``db_restarts``, ``db_stops``), and cancels a few callbacks through the admin
+service. Redis and the database server it stops are its own (tests.support.faults
+PrivateRedis / PrivateCluster): nobody else's server is touched.
+Then it waits until nothing is in flight and checks, against the provider's own
 log, that nobody was called twice and nothing was lost or stranded.
 """
 
@@ -20,10 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import redis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.faults import restart_redis, terminate_backends
+from tests.support.faults import PrivateCluster, PrivateRedis, terminate_backends
 from tests.support.ledger import CallLedger, callback_id_of, requests_per_callback
 from tests.support.processes import processes
 from tests.support.provider import Provider, Received, Reply
@@ -57,6 +62,11 @@ class ChaosConfig:
     db_kill_every: float = 9.0
     """Mean seconds between terminations of every worker database connection."""
     redis_restarts: int = 1
+    db_restarts: int = 0
+    """Database server restarts (``pg_ctl restart -m fast``: every session ended)."""
+    db_stops: int = 0
+    db_stop_seconds: float = 60.0
+    """How long each database stop lasts."""
     share_503: float = 0.10
     share_400: float = 0.05
     share_hang: float = 0.05
@@ -66,7 +76,6 @@ class ChaosConfig:
     concurrency: int = 8
     orgs: int = 8
     policy: str = "fail"
-    broker_url: str = "redis://127.0.0.1:6379/10"
     quiesce_timeout: float = 300.0
     seed: int = 0
 
@@ -159,7 +168,18 @@ class ChaosProvider:
         return Reply(200)
 
 
-def run_chaos(config: ChaosConfig, pg_url: str, workdir: Path) -> ChaosReport:
+@dataclass(frozen=True)
+class Servers:
+    """The servers a chaos run owns and may break."""
+
+    redis: PrivateRedis
+    cluster: PrivateCluster | None = None
+    """Needed for database restarts and stops; ``pg_url`` must be a database in it."""
+
+
+def run_chaos(config: ChaosConfig, pg_url: str, workdir: Path, servers: Servers) -> ChaosReport:
+    if (config.db_restarts or config.db_stops) and servers.cluster is None:
+        raise ValueError("database restarts and stops need a private cluster")
     began = time.monotonic()
     rng = random.Random(config.seed)
     ledger = CallLedger(ChaosProvider(config, random.Random(config.seed + 1)))
@@ -171,12 +191,13 @@ def run_chaos(config: ChaosConfig, pg_url: str, workdir: Path) -> ChaosReport:
     sessions = make_sessions(engine)
     report = ChaosReport(callbacks=config.callbacks)
     try:
-        broker = redis.Redis.from_url(config.broker_url)
+        broker_url = servers.redis.url(0)
+        broker = redis.Redis.from_url(broker_url)
         broker.flushdb()
         broker.close()
         env = worker_env(
             pg_url,
-            config.broker_url,
+            broker_url,
             provider,
             workdir,
             UNKNOWN_OUTCOME_POLICY=config.policy,
@@ -192,12 +213,12 @@ def run_chaos(config: ChaosConfig, pg_url: str, workdir: Path) -> ChaosReport:
             workers = [f"worker{i + 1}" for i in range(config.workers)]
             for name in workers:
                 sup.start(name, "celery", "-A", "worker", "worker", "-n", f"chaos-{name}@%h")
-            _inject(config, rng, sup, workers, sessions, pg_url, ids, orgs, report)
+            _inject(config, rng, sup, workers, sessions, pg_url, ids, orgs, report, servers)
             faults_over = time.monotonic()
             deadline = faults_over + config.quiesce_timeout
             while time.monotonic() < deadline:
                 sup.ensure_running()
-                if unfinished(sessions) == 0:
+                if _settled(sessions):
                     break
                 time.sleep(0.5)
             report.seconds_to_quiescence = time.monotonic() - faults_over
@@ -209,6 +230,13 @@ def run_chaos(config: ChaosConfig, pg_url: str, workdir: Path) -> ChaosReport:
         engine.dispose()
     report.seconds_total = time.monotonic() - began
     return report
+
+
+def _settled(sessions: sessionmaker[Session]) -> bool:
+    try:
+        return unfinished(sessions) == 0
+    except DBAPIError:  # our own pooled connection, ended by a database restart
+        return False
 
 
 def _with_app_name(url: str) -> str:
@@ -239,6 +267,7 @@ def _inject(
     ids: list[str],
     orgs: dict[str, str],
     report: ChaosReport,
+    servers: Servers,
 ) -> None:
     """Until the fault window closes: kill, restart, terminate, cancel, at random times."""
     start = time.monotonic()
@@ -248,6 +277,19 @@ def _inject(
     redis_at = sorted(
         start + config.fault_seconds * rng.uniform(0.25, 0.75) for _ in range(config.redis_restarts)
     )
+    # Database faults in the first half, while callbacks still come due; a stop ends
+    # before the window closes, so the run measures recovery, not the outage.
+    db_faults = sorted(
+        [
+            (start + config.fault_seconds * rng.uniform(0.1, 0.4), "restart")
+            for _ in range(config.db_restarts)
+        ]
+        + [
+            (start + config.fault_seconds * rng.uniform(0.1, 0.3), "stop")
+            for _ in range(config.db_stops)
+        ]
+    )
+    db_down_until: float | None = None
     to_cancel = rng.sample(ids, int(len(ids) * config.cancel_share))
     cancel_at = sorted(
         (start + rng.uniform(0, config.fault_seconds * config.spread), cid) for cid in to_cancel
@@ -260,17 +302,33 @@ def _inject(
             report.faults["worker SIGKILL"] += 1
             restart_after[victim] = now + rng.uniform(0.2, 3.0)
             next_kill = now + rng.expovariate(1 / config.kill_every)
-        if now >= next_db_kill:
-            report.faults["db connections terminated"] += terminate_backends(
-                pg_url, spare=(HARNESS_APP,)
-            )
-            report.faults["db terminate rounds"] += 1
+        cluster = servers.cluster
+        if db_down_until is not None and now >= db_down_until and cluster is not None:
+            cluster.start()
+            db_down_until = None
+        if db_faults and now >= db_faults[0][0] and db_down_until is None and cluster:
+            _, what = db_faults.pop(0)
+            if what == "restart":
+                cluster.restart()
+                report.faults["db server restart"] += 1
+            else:
+                cluster.stop()
+                report.faults[f"db server stopped {config.db_stop_seconds:g}s"] += 1
+                db_down_until = now + config.db_stop_seconds
+        if now >= next_db_kill and db_down_until is None:
+            try:
+                report.faults["db connections terminated"] += terminate_backends(
+                    pg_url, spare=(HARNESS_APP,)
+                )
+                report.faults["db terminate rounds"] += 1
+            except psycopg.OperationalError:
+                pass  # the server is restarting: that is a fault enough
             next_db_kill = now + rng.expovariate(1 / config.db_kill_every)
         if redis_at and now >= redis_at[0]:
             redis_at.pop(0)
-            restart_redis(down_for=rng.uniform(0.5, 2.0))
+            servers.redis.restart(down_for=rng.uniform(0.5, 2.0))
             report.faults["redis restart (queue lost)"] += 1
-        while cancel_at and now >= cancel_at[0][0]:
+        while cancel_at and now >= cancel_at[0][0] and db_down_until is None:
             _, cid = cancel_at.pop(0)
             report.cancels[_cancel(sessions, cid, orgs[cid])] += 1
         # The supervisor restarts what died: at once, except a killed worker's own delay.
@@ -278,6 +336,8 @@ def _inject(
             del restart_after[name]
         sup.ensure_running(skip=set(restart_after))
         time.sleep(0.1)
+    if db_down_until is not None and servers.cluster is not None:
+        servers.cluster.start()
     sup.ensure_running()
 
 

@@ -1,7 +1,8 @@
 """The chaos harness in its CI size: 2 beats, 2 workers, a few hundred callbacks, every
 kind of fault (worker SIGKILLs, one Redis restart, database connections terminated, a
-provider that answers 503, 400 or hangs after placing the call). Full size:
-``python -m tests.chaos``."""
+database server restart and a stop of some seconds, a provider that answers 503, 400 or
+hangs after placing the call). Redis and the database server are the test's own
+(tests/e2e/conftest.py). Full size: ``python -m tests.chaos``."""
 
 from __future__ import annotations
 
@@ -10,33 +11,41 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.chaos.harness import ChaosConfig, run_chaos
-from tests.support.faults import redis_restored
+from tests.chaos.harness import ChaosConfig, Servers, run_chaos
+from tests.e2e.conftest import OwnDatabase
+from tests.support.faults import PrivateRedis
 
 pytestmark = pytest.mark.e2e
 
 
 def test_chaos_short_nobody_called_twice_nothing_stranded(
-    pg_url: str, pg_sessions: sessionmaker[Session], redis_url: str, tmp_path: Path
+    own_db: OwnDatabase,
+    own_sessions: sessionmaker[Session],
+    own_redis: PrivateRedis,
+    tmp_path: Path,
 ) -> None:
     config = ChaosConfig(
         callbacks=300,
         workers=2,
         beats=2,
-        fault_seconds=30,
+        fault_seconds=40,
         kill_every=5,
         db_kill_every=6,
         redis_restarts=1,
+        db_restarts=1,
+        db_stops=1,
+        db_stop_seconds=12,
         concurrency=4,
-        broker_url=redis_url,
         quiesce_timeout=120,
     )
-    with redis_restored():
-        report = run_chaos(config, pg_url, tmp_path)
+    with own_redis.restored():
+        report = run_chaos(config, own_db.url, tmp_path, Servers(own_redis, own_db.cluster))
     print("\n" + report.render())
     assert report.faults["worker SIGKILL"] >= 1
     assert report.faults["redis restart (queue lost)"] == 1
     assert report.faults["db terminate rounds"] >= 1
+    assert report.faults["db server restart"] == 1
+    assert report.faults["db server stopped 12s"] == 1
     assert report.answers["503"]
     assert report.answers["400"]
     assert report.duplicates == {}, "a person was called twice"

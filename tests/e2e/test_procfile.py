@@ -67,7 +67,16 @@ def test_honcho_runs_the_procfile_and_places_a_callback(
                 return s.get_one(Callback, cb.id).status is Status.DISPATCHED
 
         wait_until(placed, timeout=90, what="the callback to be placed via the Procfile")
-        wait_until(lambda: _port(procs.log("honcho")) is not None, timeout=30, what="web to listen")
+        # With several server processes uvicorn's supervisor logs "running on" once it has
+        # bound the port; a server process listens on it after its own start-up.
+        wait_until(
+            lambda: (
+                _port(procs.log("honcho")) is not None
+                and "Application startup complete" in procs.log("honcho")
+            ),
+            timeout=30,
+            what="web to listen",
+        )
         port = _port(procs.log("honcho"))
         web = _scrape(f"http://127.0.0.1:{port}/metrics")
         worker = _scrape("http://127.0.0.1:15490/metrics")

@@ -120,3 +120,20 @@ def test_poll_publishes_claimed_callbacks_in_batches_the_worker_dispatches(
         assert again == {first[0]: "skipped"}
     finally:
         app.runtime.close()
+
+
+@freeze_time("2026-03-02T15:00:00Z")
+def test_dispatch_task_refuses_a_failed_callback_of_unknown_outcome_and_says_why(
+    app: CallbacksCelery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 3: the one-argument task keeps its contract; a failure whose call may
+    have rung is skipped, logged with the way to retry it (the API, with force)."""
+    cause = "outcome unknown: attempt 1 started but never reported back"
+    with app.runtime.sessions.begin() as s:
+        cid = make_callback(s, Status.FAILED, attempts=1, failure_cause=cause).id
+    assert app.tasks["callbacks.dispatch"].apply(args=(cid,)).get() == "skipped"
+    with app.runtime.sessions() as s:
+        cb = s.get_one(Callback, cid)
+        assert (cb.status, cb.attempts, cb.failure_cause) == (Status.FAILED, 1, cause)
+    refused = [r.getMessage() for r in caplog.records if cid in r.getMessage()]
+    assert any('{"force": true}' in m and "may already have been called" in m for m in refused)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from anyio import to_thread
 from celery import Celery
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
@@ -23,7 +25,7 @@ from worker.api.routes import callbacks, health, metrics
 from worker.api.routes.metrics import MetricsEndpoint
 from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
-from worker.db.engine import make_engine, make_sessions
+from worker.db.engine import API_POOL_OVERFLOW, API_POOL_SIZE, make_engine, make_sessions
 from worker.metrics import StateCollector
 from worker.settings import Settings
 
@@ -41,7 +43,13 @@ def create_app(
     whatever is not passed is built from ``settings`` (and closed at shutdown)."""
     owned: list[Any] = []
     if sessions is None:
-        engine = make_engine(settings.effective_database_url)
+        # A restart's closed connections are dropped at checkout (worker/db/engine.py).
+        engine = make_engine(
+            settings.effective_database_url,
+            pool_size=API_POOL_SIZE,
+            max_overflow=API_POOL_OVERFLOW,
+            drop_closed=True,
+        )
         owned.append(engine.dispose)
         sessions = make_sessions(engine)
     if publish is None or broker_probe is None:
@@ -56,6 +64,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's threadpool (40 threads by default): as many threads as
+        # pooled connections, so a request waits in the event loop, not in a thread blocked
+        # on the pool, and the threads do not fight over one GIL (tests/perf/bench_api.py).
+        to_thread.current_default_thread_limiter().total_tokens = API_POOL_SIZE
+        # What start-up built (Celery, SQLAlchemy, FastAPI: over 100,000 objects) lives
+        # as long as the process: out of the collector's sight, a full collection no
+        # longer walks it mid-request (p99 under load 795 -> 446 ms for a get, same run).
+        gc.freeze()
         yield
         for close in owned:
             close()
@@ -65,6 +81,9 @@ def create_app(
     # Starlette builds their Location from the Host header, before authentication.
     app = FastAPI(
         title="Callbacks admin API",
+        # Off: we export Prometheus metrics, not OpenTelemetry, and checking the global
+        # OpenTelemetry providers on every request took 1-12 % of a read's CPU (py-spy).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

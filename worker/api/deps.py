@@ -28,7 +28,7 @@ class ApiContext:
     """A manual dispatch may be placed this long from now (CALLBACK_MAX_LATENESS)."""
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
     return cast(ApiContext, request.app.state.context)
 
 

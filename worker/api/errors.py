@@ -17,11 +17,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.actions import CallbackNotFound, PublishFailed, StatusConflict
+from worker.actions import CallbackNotFound, PublishFailed, StatusConflict, UnconfirmedRedial
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
+DATABASE_RETRY_AFTER = "2"
+"""Seconds: a restart or failover is back in a few (tests/chaos/failover.py)."""
 HTTP_CODES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
@@ -63,6 +65,12 @@ class Unauthorized(ApiError):
         super().__init__("Unauthorized")
 
 
+class Unavailable(ApiError):
+    status = 503
+    code = UNAVAILABLE
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": DATABASE_RETRY_AFTER}
+
+
 def describe(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
@@ -98,10 +106,21 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return envelope(409, f"Cannot {exc.action} a callback that is {exc.current}", "CONFLICT")
 
 
+async def _unconfirmed_redial(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnconfirmedRedial)
+    log.warning(
+        "callback %s: dispatch refused with 409: outcome unknown, no force", exc.callback_id
+    )
+    return envelope(409, str(exc), "CONFLICT")
+
+
 async def _publish_failed(_: Request, exc: Exception) -> JSONResponse:
     log.warning("dispatch refused with 503: broker unreachable (%s)", exc)
     return envelope(
-        503, "Broker unavailable: the callback was not dispatched, try again", UNAVAILABLE
+        503,
+        "Broker unavailable: the callback was not dispatched, try again",
+        UNAVAILABLE,
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
     )
 
 
@@ -113,7 +132,12 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
     if unreachable:
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
         log.warning("answering 503: database unavailable (%s)", type(cause).__name__)
-        return envelope(503, "Database unavailable, try again", UNAVAILABLE)
+        return envelope(
+            503,
+            "Database unavailable, try again",
+            UNAVAILABLE,
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
     log.error("database error answered with 500: %s", type(exc).__name__)
     log.debug("database error", exc_info=exc)
     return envelope(500, "Internal error", "INTERNAL_ERROR")
@@ -125,6 +149,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(CallbackNotFound, _not_found)
     app.add_exception_handler(StatusConflict, _conflict)
+    app.add_exception_handler(UnconfirmedRedial, _unconfirmed_redial)
     app.add_exception_handler(PublishFailed, _publish_failed)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_middleware(CatchAll)

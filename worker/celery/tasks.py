@@ -58,7 +58,9 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
         """Contract: dispatch now if scheduled (any scheduled_at) or already claimed.
 
         Outside the callee's calling window it is deferred unless ``override_window``
-        (``--kwargs '{"override_window": true}'``).
+        (``--kwargs '{"override_window": true}'``). A failed callback is never dialed
+        again here (``skipped``, logged with where an operator's retry goes): whether its
+        outcome is unknown, and so needs a confirmed ``force``, is the API's question.
         """
         return dispatch(
             runtime().dispatcher,

@@ -13,6 +13,7 @@ from worker.cli.database import DatabaseNotReady
 from worker.settings import load_settings
 
 DEFAULT_PORT = 8000
+MAX_DEFAULT_WORKERS = 8
 
 
 def default_port() -> int:
@@ -35,6 +36,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="interface to listen on (default 0.0.0.0 in production, 127.0.0.1 when embedded)",
     )
     a.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
+    a.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (default $WEB_CONCURRENCY, else one per core up to "
+        f"{MAX_DEFAULT_WORKERS}; 1 when embedded)",
+    )
 
     k = add_command(
         sub,
@@ -67,6 +75,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r.add_argument("key_id", help="the key's id (key_...), as printed by create")
 
 
+def default_workers(embedded: bool) -> int:
+    """``$WEB_CONCURRENCY`` (the convention of uvicorn's and gunicorn's CLIs), else one
+    process per core this process may run on, capped so a big host does not open
+    hundreds of database connections; one for the embedded SQLite default."""
+    value = os.environ.get("WEB_CONCURRENCY", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    if embedded:
+        return 1
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def api(args: argparse.Namespace) -> int:
     from worker.api.serve import serve
 
@@ -75,7 +102,8 @@ def api(args: argparse.Namespace) -> int:
     # The bare command must serve in production (all interfaces, behind the platform's
     # router); the embedded laptop default stays on loopback.
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
-    serve(settings, host=host, port=port)
+    workers = args.workers if args.workers is not None else default_workers(settings.embedded)
+    serve(settings, host=host, port=port, workers=workers)
     return 0
 
 

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, insert, or_, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
@@ -47,6 +47,7 @@ from worker.status import Status
 
 __all__ = [
     "MOVES",
+    "OUTCOME_UNKNOWN",
     "Claim",
     "Move",
     "Moved",
@@ -61,6 +62,7 @@ __all__ = [
     "expire",
     "fail_attempt",
     "fail_unknown",
+    "may_have_rung",
     "reclaim_failed",
     "record_placed",
     "release_unstarted",
@@ -71,6 +73,14 @@ __all__ = [
 ]
 
 Edge = tuple[Status | None, Status]
+
+OUTCOME_UNKNOWN = "outcome unknown"
+"""How every failure cause that means "the call may have been placed" begins."""
+
+
+def may_have_rung(failure_cause: str | None) -> bool:
+    """Whether a failed callback's last attempt may have placed a call after all."""
+    return bool(failure_cause and failure_cause.startswith(OUTCOME_UNKNOWN))
 
 
 @dataclass(frozen=True)
@@ -219,18 +229,24 @@ def reclaim_failed(
     organization_id: str,
     dispatch_round: int,
     retry_of: str | None,
+    force: bool = False,
     via: str = "api",
 ) -> Callback | None:
     """An operator's retry of a failed callback: claimed again in a new dispatch round,
     so with a new Idempotency-Key. Conditional on the round the operator saw
-    (``dispatch_round``), so a change in between makes it miss, not clobber."""
+    (``dispatch_round``), so a change in between makes it miss, not clobber; and, unless
+    ``force`` (the operator confirmed no call was placed), on a failure whose outcome is
+    known: one that may have rung the phone is never dialed again unasked."""
     values = _claimed(claim.now, claim.lease, expires_at=claim.expires_at, failure_cause=None)
     values["dispatch_round"] = dispatch_round + 1
     guards = [
         Callback.organization_id == organization_id,
         Callback.dispatch_round == dispatch_round,
     ]
-    detail = {"via": via, "retry_of": retry_of}
+    if not force:
+        known = ~func.coalesce(Callback.failure_cause, "").startswith(OUTCOME_UNKNOWN)
+        guards.append(known)
+    detail = {"via": via, "retry_of": retry_of, "forced": force or None}
     change = Change(FAILED, DISPATCHING, claim.now, claim.actor, detail, values, guards)
     return transition(session, callback_id, change)
 

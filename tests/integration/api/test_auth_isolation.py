@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.api.conftest import Keys, bearer
+from tests.integration.api.conftest import NOW, Keys, bearer
 from tests.support.factories import make_callback
-from worker.db.models import Callback
+from worker.api.auth import KEY_CACHE_SECONDS, KeyCache
+from worker.apikeys import create_key, hash_token, revoke_key
+from worker.db.models import ApiKey, Callback
 from worker.status import Status
 
 UNAUTHORIZED = {"error": "Unauthorized", "code": "UNAUTHORIZED"}
@@ -100,3 +103,57 @@ def test_list_shows_only_the_keys_organization(
 def test_lowercase_scheme_is_accepted(client: TestClient, keys: Keys) -> None:
     r = client.get("/v1/callbacks", headers={"Authorization": f"bearer {keys.a}"})
     assert r.status_code == 200
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_revoked_key_stops_working_within_the_cache_bound(
+    app: FastAPI, client: TestClient, keys: Keys, pg_sessions: sessionmaker[Session]
+) -> None:
+    clock = FakeMonotonic()
+    app.state.key_cache = KeyCache(clock=clock)
+    assert client.get("/v1/callbacks", headers=bearer(keys.a)).status_code == 200
+    with pg_sessions.begin() as s:
+        assert revoke_key(s, keys.a_id, now=NOW)
+    clock.now += KEY_CACHE_SECONDS
+    r = client.get("/v1/callbacks", headers=bearer(keys.a))
+    assert (r.status_code, r.json()) == (401, UNAUTHORIZED)
+    # And it is not remembered as good again.
+    clock.now += 0.001
+    assert client.get("/v1/callbacks", headers=bearer(keys.a)).status_code == 401
+
+
+def test_a_new_key_works_at_once_after_its_token_was_refused(
+    app: FastAPI, client: TestClient, pg_sessions: sessionmaker[Session]
+) -> None:
+    app.state.key_cache = KeyCache(clock=FakeMonotonic())
+    with pg_sessions.begin() as s:
+        key, token = create_key(s, "org_a", now=NOW)
+        s.delete(key)
+    assert client.get("/v1/callbacks", headers=bearer(token)).status_code == 401
+    with pg_sessions.begin() as s:
+        s.add(ApiKey(id=key.id, organization_id="org_a", token_hash=hash_token(token),
+                     created_at=NOW, revoked_at=None))  # fmt: skip
+    assert client.get("/v1/callbacks", headers=bearer(token)).status_code == 200
+
+
+def test_cached_keys_keep_tenants_apart(
+    client: TestClient, keys: Keys, pg_sessions: sessionmaker[Session]
+) -> None:
+    with pg_sessions.begin() as s:
+        mine = make_callback(s).id
+        theirs = make_callback(s, org="org_b").id
+    for _ in range(3):  # the first round verifies each key, the next ones hit the cache
+        assert client.get(f"/v1/callbacks/{mine}", headers=bearer(keys.a)).status_code == 200
+        assert client.get(f"/v1/callbacks/{theirs}", headers=bearer(keys.a)).status_code == 404
+        assert client.get(f"/v1/callbacks/{theirs}", headers=bearer(keys.b)).status_code == 200
+        assert client.get(f"/v1/callbacks/{mine}", headers=bearer(keys.b)).status_code == 404
+        a = client.get("/v1/callbacks", headers=bearer(keys.a)).json()["callbacks"]
+        b = client.get("/v1/callbacks", headers=bearer(keys.b)).json()["callbacks"]
+        assert ([c["id"] for c in a], [c["id"] for c in b]) == ([mine], [theirs])

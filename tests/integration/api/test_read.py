@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.conftest import Keys, bearer
 from tests.support.factories import T0, make_callback
+from worker.db.models import Callback
+from worker.serializer import callback_view
 from worker.status import Status
 
 FIELDS = {
@@ -152,3 +155,38 @@ def test_get_unknown_is_404(client: TestClient, keys: Keys, callback_id: str) ->
     r = client.get(f"/v1/callbacks/{callback_id}", headers=bearer(keys.a))
     assert r.status_code == 404
     assert r.json() == {"error": "Callback not found", "code": "NOT_FOUND"}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"k": [1, 2.5, None, True], "nested": {"ü": "Grüße, 電話"}},
+        # Beyond 64 bits: orjson refuses it, the fallback still serves the stored document.
+        {"big": 2**70, "neg": -(2**65)},
+    ],
+)
+def test_reads_answer_exactly_what_callback_view_says(
+    client: TestClient, keys: Keys, pg_sessions: sessionmaker[Session], metadata: dict[str, Any]
+) -> None:
+    """The reads are a Core select + orjson (worker.api.reads); the ORM view is the reference."""
+    with pg_sessions.begin() as s:
+        cb = make_callback(
+            s,
+            Status.DISPATCHED,
+            source_session_id="sess_src",
+            reason="rappeler — demain",
+            metadata=metadata,
+            pipeline_config={"voice": "alloy", "ttsOptions": {"speed": 1.25}},
+            attempted_at=T0 + timedelta(microseconds=123456),
+            dispatched_at=T0 + timedelta(seconds=1),
+        )
+    with pg_sessions() as s:
+        row = s.get(Callback, cb.id)
+        assert row is not None
+        expected = json.loads(json.dumps(callback_view(row)))
+    got = client.get(f"/v1/callbacks/{cb.id}", headers=bearer(keys.a))
+    assert got.headers["content-type"] == "application/json"
+    assert got.json() == expected
+    assert expected["attempted_at"].endswith(".123456Z")
+    listed = client.get("/v1/callbacks?source_session_id=sess_src", headers=bearer(keys.a))
+    assert listed.json() == {"callbacks": [expected]}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from worker import actions
+from worker.api import reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
 from worker.api.deps import Context
@@ -68,23 +69,23 @@ def list_callbacks(
     status: Status | None = None,
     source_session_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
-) -> JSONResponse:
-    with ctx.sessions() as session:
-        rows = actions.list_callbacks(
-            session,
+) -> Response:
+    with reads.read_connection(ctx.sessions) as conn:
+        body = reads.list_json(
+            conn,
             caller.organization_id,
             status=status,
             source_session_id=source_session_id,
             limit=limit,
         )
-        return JSONResponse({"callbacks": [callback_view(cb) for cb in rows]})
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{id}")
-def get_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
-    with ctx.sessions() as session:
-        cb = actions.get_callback(session, caller.organization_id, id)
-        return JSONResponse(callback_view(cb))
+def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
+    with reads.read_connection(ctx.sessions) as conn:
+        body = reads.callback_json(conn, caller.organization_id, id)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/{id}/cancel")
@@ -106,9 +107,29 @@ def cancel_callback(
         return JSONResponse(callback_view(cb))
 
 
+async def dispatch_force(request: Request, _: Caller) -> bool:
+    """Extension: ``{"force": true}`` confirms re-dispatching a callback whose last outcome
+    is unknown (its call may have been placed). Any other body is ignored, as before: the
+    contract has none, and SDKs send ``{}``."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ValidationFailed("Invalid request body: too large")
+    try:
+        # Nesting is bounded before parsing (worker.api.bodies); too deep is ignored too.
+        data = parse_json(raw) if raw.strip() else {}
+    except BadJson:
+        return False
+    if not isinstance(data, dict) or "force" not in data:
+        return False
+    if not isinstance(data["force"], bool):
+        raise ValidationFailed("Invalid request body: force: must be true or false")
+    return data["force"]
+
+
 @router.post("/{id}/dispatch")
-def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
-    # Any body is ignored: the contract has none, and SDKs send `{}`.
+def dispatch_callback(
+    id: str, caller: Caller, ctx: Context, force: Annotated[bool, Depends(dispatch_force)]
+) -> JSONResponse:
     cb = actions.dispatch_now(
         ctx.sessions,
         ctx.clock,
@@ -118,5 +139,6 @@ def dispatch_callback(id: str, caller: Caller, ctx: Context) -> JSONResponse:
         actor=actions.actor_for(caller.id),
         lease=ctx.claim_lease,
         lateness=ctx.lateness,
+        force=force,
     )
     return JSONResponse(callback_view(cb))
