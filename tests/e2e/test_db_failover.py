@@ -132,7 +132,7 @@ def test_a_placed_calls_outcome_is_kept_and_written_when_the_database_returns(
     assert len(knock.knocks) == 3 * 12, "each outcome waited out its own outage"
     for cid, cb in _rows(own_sessions, ids).items():
         assert cb.status is Status.DISPATCHED
-        assert cb.created_session_id == f"log-{cid}.1"
+        assert cb.created_session_id == f"{LogDialer.SESSION_PREFIX}{cid}.1"
         assert (cb.attempts, cb.attempt_in_flight) == (1, False)
 
 
