@@ -14,6 +14,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from worker import metrics
 from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
+from worker.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
+from worker.embedded_broker import transport_options as embedded_broker_options
 from worker.logs import configure_logging
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
@@ -43,16 +45,16 @@ class CallbacksCelery(Celery):
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
-    transport_options: dict[str, Any] = {}
+    transport_options: dict[str, Any]
+    embedded_broker: dict[str, Any] = {}
     if settings.effective_broker_url.startswith("filesystem"):
-        folder = (settings.data_dir / "broker").resolve()
-        for sub in ("queue", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        transport_options = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
+        transport_options = embedded_broker_options(settings.data_dir / "broker")
+        # kombu's own filesystem transport can hand a reader a half-written message
+        # (worker.embedded_broker): ours writes atomically and takes exactly once.
+        embedded_broker = {
+            "broker_transport": EMBEDDED_TRANSPORT,
+            # One local worker: no remote-control (pidbox) queue left behind in the folder.
+            "worker_enable_remote_control": False,
         }
     else:
         # Redis redelivers an unacked message after this long: far above the longest task,
@@ -65,6 +67,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": 10,
         }
     return {
+        **embedded_broker,
         "broker_url": settings.effective_broker_url,
         "broker_transport_options": transport_options,
         # Keep retrying the broker at start-up instead of crashing a fresh deploy.
