@@ -12,6 +12,7 @@ import sys
 
 import structlog
 
+from worker.redact import RedactingHandler, redactor_for
 from worker.settings import Settings
 
 
@@ -35,7 +36,8 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    # Every line is masked: no password or API key reaches a log (worker.redact).
+    handler = RedactingHandler(sys.stderr, redactor_for(settings))
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
