@@ -58,7 +58,7 @@ def test_log_lines_never_carry_a_password(monkeypatch: pytest.MonkeyPatch) -> No
     settings = Settings(
         database_url="postgresql+psycopg://postgres:s3cretpw@127.0.0.1:5432/db",
         broker_url="redis://:redispw@127.0.0.1:6379/0",
-        speko_api_url="https://user:spekopw@speko.example",  # type: ignore[arg-type]
+        speko_api_url="https://user:spekopw@speko.example",
         speko_api_key="sk_secret_key",
     )
     for fmt in ("json", "console"):
