@@ -79,6 +79,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_start": 0.2,
             "interval_step": 0.5,
         },
+        # JSON only, never pickle: a message can then carry no code to run, which is also
+        # what lets Celery run as root where it must (`callbacks run` in a container).
+        "accept_content": ["json"],
+        "task_serializer": "json",
         # Nothing reads task results: the callback row holds the outcome.
         "task_ignore_result": True,
         # Ack after the task ran, and requeue if the worker process died: a redelivered
@@ -161,9 +165,18 @@ def _serve_metrics(settings: Settings) -> None:
     worker_init.connect(start, weak=False)
 
 
+# Lines Celery writes at INFO for every task and every beat tick: with a poll a second,
+# two to three lines a second that say nothing. Their failures are WARNING and above, so
+# they still show; LOG_LEVEL=DEBUG shows everything.
+ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+
+
 def _configure_logging(settings: Settings) -> None:
     def ours(**_: Any) -> None:
         # Having a receiver makes Celery leave logging to us: JSON or console per settings.
         configure_logging(settings)
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            for name in ROUTINE_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
 
     setup_logging.connect(ours, weak=False)

@@ -18,7 +18,7 @@ atomic on POSIX within one file system), a consumer takes a message by renaming 
 its own folder on the same file system (exactly one rename wins), and a file that still
 cannot be decoded (one left by an older version) is set aside and logged, never fatal.
 
-Celery selects it with ``broker_transport`` (``worker.celery_app.celery_config``); the
+Celery selects it with ``broker_transport = "embedded"`` (``worker.celery_app``); the
 URL stays ``filesystem://``.
 """
 
@@ -35,7 +35,7 @@ from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem, virtual
+from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
 from kombu.utils.json import dumps, loads
 
 log = logging.getLogger(__name__)
@@ -200,4 +200,7 @@ def transport_options(folder: Path) -> dict[str, str]:
     return {key: str(folder / sub) for key, sub in names.items()}
 
 
-TRANSPORT = f"{__name__}:Transport"
+ALIAS = "embedded"
+# kombu names a transport by its alias in what it prints ("Connected to embedded://").
+TRANSPORT_ALIASES.setdefault(ALIAS, f"{__name__}:Transport")
+TRANSPORT = ALIAS
