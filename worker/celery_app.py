@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from worker import metrics
 from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
+from worker.embedded_broker import POLLING_INTERVAL as EMBEDDED_POLLING_INTERVAL
 from worker.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
 from worker.embedded_broker import transport_options as embedded_broker_options
 from worker.logs import configure_logging
@@ -48,7 +49,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options: dict[str, Any]
     embedded_broker: dict[str, Any] = {}
     if settings.effective_broker_url.startswith("filesystem"):
-        transport_options = embedded_broker_options(settings.data_dir / "broker")
+        transport_options = {
+            **embedded_broker_options(settings.data_dir / "broker"),
+            "polling_interval": EMBEDDED_POLLING_INTERVAL,
+        }
         # kombu's own filesystem transport can hand a reader a half-written message
         # (worker.embedded_broker): ours writes atomically and takes exactly once.
         embedded_broker = {

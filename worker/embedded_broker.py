@@ -200,6 +200,11 @@ def transport_options(folder: Path) -> dict[str, str]:
     return {key: str(folder / sub) for key, sub in names.items()}
 
 
+POLLING_INTERVAL = 0.2
+"""Seconds between looks at an empty queue folder (kombu's default: 1). A look is one
+``listdir`` of a near-empty folder; a due callback's dispatch message waited up to 1 s."""
+
+
 ALIAS = "embedded"
 # kombu names a transport by its alias in what it prints ("Connected to embedded://").
 TRANSPORT_ALIASES.setdefault(ALIAS, f"{__name__}:Transport")
