@@ -291,8 +291,9 @@ def _log_many(
     ids = [m.id for m in moved]
     # One line per batch (a line per row was ~20 % of a claim); it names every id.
     log.info(
-        "%d callbacks: %s by %s (%s)",
+        "%d %s: %s by %s (%s)",
         len(moved),
+        "callback" if len(moved) == 1 else "callbacks",
         _change(expected, target, detail),
         actor,
         ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),

@@ -129,7 +129,7 @@ def test_run_says_what_it_serves_and_where_data_lives_and_ctrl_c_exits_0(
     ), run.stdout
     assert "callbacks run: stopping (SIGINT)" in lines
     assert lines[-1] == "callbacks run: stopped"
-    assert f"callbacks: scheduled -> dispatching by poller ({cb_id[1]})" in run.stderr
+    assert f"1 callback: scheduled -> dispatching by poller ({cb_id[1]})" in run.stderr
     for noise in NOISE:
         assert noise not in run.output, (noise, run.output[-3000:])
     # kombu's own transport made a "control" folder wherever it was started.
