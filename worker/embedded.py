@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
 
@@ -71,12 +72,13 @@ def say(message: str) -> None:
 
 
 class StopRequest:
-    """SIGINT and SIGTERM ask for the same clean stop; a second one while stopping is
-    ignored (the children already have their SIGTERM)."""
+    """SIGINT and SIGTERM ask for the same clean stop; a second one while stopping does
+    not wait for in-flight work: ``force`` kills the children."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_name = ""
+        self.force: Callable[[], None] = lambda: None
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self._handle)
@@ -86,6 +88,8 @@ class StopRequest:
         if not self.event.is_set():
             self.signal_name = signal.Signals(signum).name
             self.event.set()
+        else:
+            self.force()
 
     def wait(self, seconds: float) -> bool:
         return self.event.wait(seconds)
@@ -122,6 +126,7 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
         ],
         say,
     )
+    stop.force = supervisor.kill
     for line in where(settings):
         say(line)
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -152,6 +152,10 @@ class Supervisor:
                 f"(restart {child.restarts} of {MAX_RESTARTS})"
             )
 
+    def kill(self) -> None:
+        for child in self.children:
+            child.signal(signal.SIGKILL)
+
     def stop(self, timeout: float) -> dict[str, int]:
         """SIGTERM to every child (warm shutdown), then wait; kill what outlives it."""
         for child in self.children:

@@ -201,3 +201,16 @@ def test_no_password_reaches_the_output(tmp_path: Path, pg_url: str, provider: P
 
 def _soon() -> str:
     return (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_second_ctrl_c_kills_the_children_at_once(tmp_path: Path) -> None:
+    with callbacks_run(tmp_path) as run:
+        wait_ready(run)
+        pids = [int(p) for p in re.findall(r"(?:worker|beat|api) pid (\d+)", run.stdout)]
+        run.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "stopping (SIGINT)" in run.stdout, timeout=10, what="the stop")
+        assert run.interrupt(signal.SIGINT) == 1, run.output[-3000:]
+    assert "was killed by SIGKILL while stopping" in run.stdout
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
