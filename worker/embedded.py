@@ -140,7 +140,7 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
         f"(started {', '.join(f'{c.name} pid {c.pid}' for c in supervisor.children)}); "
         "Ctrl-C stops"
     )
-    code = 0
+    code = 1  # unless the run ends as it should
     try:
         if demo:
             # Placed, or stopped by the user: 0; not placed in time: 1.
@@ -148,15 +148,17 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
         else:
             while not stop.wait(0.5):
                 supervisor.check()
+            code = 0
     except ChildFailed as exc:
         say(str(exc))
-        code = 1
-    say(f"stopping ({stop.signal_name})" if stop.signal_name else "stopping")
-    for name, exit_code in supervisor.stop(STOP_TIMEOUT).items():
-        # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
-        if exit_code not in (0, -signal.SIGTERM) and code == 0:
-            say(f"{name} {describe_exit(exit_code)} while stopping")
-            code = 1
+    finally:
+        # Whatever ended the run (even an error of ours), the children stop with it.
+        say(f"stopping ({stop.signal_name})" if stop.signal_name else "stopping")
+        for name, exit_code in supervisor.stop(STOP_TIMEOUT).items():
+            # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+            if exit_code not in (0, -signal.SIGTERM) and code == 0:
+                say(f"{name} {describe_exit(exit_code)} while stopping")
+                code = 1
     say("stopped" if code == 0 else f"stopped with errors (exit code {code})")
     return code
 
