@@ -158,6 +158,7 @@ def main() -> int:
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--consumers", type=int, default=4)
     p.add_argument("--transport", choices=sorted(TRANSPORTS), default="ours")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a round may take")
     args = p.parse_args()
     failures = 0
     began = time.monotonic()
@@ -169,6 +170,7 @@ def main() -> int:
                 producers=args.producers,
                 consumers=args.consumers,
                 messages=args.messages,
+                timeout=args.timeout,
             )
         if not r.ok:
             failures += 1
