@@ -14,6 +14,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from worker import metrics
 from worker.clock import SystemClock
 from worker.db.engine import make_engine, make_sessions
+from worker.embedded_broker import POLLING_INTERVAL as EMBEDDED_POLLING_INTERVAL
+from worker.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
+from worker.embedded_broker import transport_options as embedded_broker_options
 from worker.logs import configure_logging
 from worker.runtime import Runtime, build_runtime, require_dialer
 from worker.settings import Settings
@@ -43,16 +46,19 @@ class CallbacksCelery(Celery):
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
-    transport_options: dict[str, Any] = {}
+    transport_options: dict[str, Any]
+    embedded_broker: dict[str, Any] = {}
     if settings.effective_broker_url.startswith("filesystem"):
-        folder = (settings.data_dir / "broker").resolve()
-        for sub in ("queue", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
         transport_options = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
+            **embedded_broker_options(settings.data_dir / "broker"),
+            "polling_interval": EMBEDDED_POLLING_INTERVAL,
+        }
+        # kombu's own filesystem transport can hand a reader a half-written message
+        # (worker.embedded_broker): ours writes atomically and takes exactly once.
+        embedded_broker = {
+            "broker_transport": EMBEDDED_TRANSPORT,
+            # One local worker: no remote-control (pidbox) queue left behind in the folder.
+            "worker_enable_remote_control": False,
         }
     else:
         # Redis redelivers an unacked message after this long: far above the longest task,
@@ -65,6 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": 10,
         }
     return {
+        **embedded_broker,
         "broker_url": settings.effective_broker_url,
         "broker_transport_options": transport_options,
         # Keep retrying the broker at start-up instead of crashing a fresh deploy.
@@ -76,6 +83,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_start": 0.2,
             "interval_step": 0.5,
         },
+        # JSON only, never pickle: a message can then carry no code to run, which is also
+        # what lets Celery run as root where it must (`callbacks run` in a container).
+        "accept_content": ["json"],
+        "task_serializer": "json",
         # Nothing reads task results: the callback row holds the outcome.
         "task_ignore_result": True,
         # Ack after the task ran, and requeue if the worker process died: a redelivered
@@ -172,9 +183,18 @@ def _serve_metrics(settings: Settings) -> None:
     worker_init.connect(start, weak=False)
 
 
+# Lines Celery writes at INFO for every task and every beat tick: with a poll a second,
+# two to three lines a second that say nothing. Their failures are WARNING and above, so
+# they still show; LOG_LEVEL=DEBUG shows everything.
+ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+
+
 def _configure_logging(settings: Settings) -> None:
     def ours(**_: Any) -> None:
         # Having a receiver makes Celery leave logging to us: JSON or console per settings.
         configure_logging(settings)
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            for name in ROUTINE_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
 
     setup_logging.connect(ours, weak=False)

@@ -291,10 +291,10 @@ def _log_many(
     ids = [m.id for m in moved]
     # One line per batch (a line per row was ~20 % of a claim); it names every id.
     log.info(
-        "%d callbacks: %s -> %s by %s (%s)",
+        "%d %s: %s by %s (%s)",
         len(moved),
-        expected,
-        target,
+        "callback" if len(moved) == 1 else "callbacks",
+        _change(expected, target, detail),
         actor,
         ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
         extra={
@@ -306,6 +306,15 @@ def _log_many(
             "why": dict(detail or {}),
         },
     )
+
+
+def _change(expected: Status, target: Status, detail: Mapping[str, Any] | None) -> str:
+    """``scheduled -> dispatching``; a write that keeps the status is an event within it
+    (an attempt starting), named as such rather than as ``dispatching -> dispatching``."""
+    if target != expected:
+        return f"{expected} -> {target}"
+    event = (detail or {}).get("event")
+    return f"{event} ({target})" if event else f"updated ({target})"
 
 
 class Moved(NamedTuple):
@@ -323,10 +332,9 @@ def _log(
 ) -> None:
     # Logged inside the transaction: if its commit then fails, the failure is logged next.
     log.info(
-        "callback %s: %s -> %s by %s",
+        "callback %s: %s by %s",
         callback_id,
-        expected,
-        target,
+        _change(expected, target, detail),
         actor,
         extra={
             "callback_id": callback_id,
