@@ -3,7 +3,7 @@
 On PostgreSQL one statement
 (``WITH due AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... FROM due``)
 picks the due rows fairly across organizations and within their caps
-(:mod:`worker.fairness`) and updates them; claims take turns on an advisory lock so a
+(:mod:`worker.pacing.fairness`) and updates them; claims take turns on an advisory lock so a
 cap is never filled twice. SQLite has one writer at a time, so the same statement is
 atomic there without the lock clause.
 """
@@ -16,11 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.db.models import Callback
-from worker.fairness import fair_pick
-from worker.pacing import Pacing, charge
-from worker.status import Status
-from worker.transitions import bulk_transition, transition
+from worker import lifecycle
+from worker.pacing.fairness import fair_pick
+from worker.pacing.limits import Pacing, charge
 
 POLLER = "poller"
 
@@ -38,7 +36,7 @@ def claim_due(
     pacing: Pacing | None = None,
 ) -> list[str]:
     """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
-    and within their caps (:mod:`worker.fairness`); return their ids.
+    and within their caps (:mod:`worker.pacing.fairness`); return their ids.
 
     Without ``pacing`` nothing is capped (still round-robin across organizations).
     """
@@ -70,48 +68,6 @@ def claim_due(
         .cte("due")
         .prefix_with("MATERIALIZED")
     )
-    moved = bulk_transition(
-        session,
-        expected=Status.SCHEDULED,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        guards=[Callback.id == due.c.id],
-        detail={"via": "poll"},
-        values={"lease_expires_at": now + lease, "attempt_in_flight": False},
-    )
+    moved = lifecycle.claim_due(session, due.c.id, now=now, lease=lease, actor=actor)
     charge(session, Counter(m.organization_id for m in moved), now=now, pacing=pacing)
     return [m.id for m in moved]
-
-
-def claim_now(
-    session: Session,
-    callback_id: str,
-    *,
-    now: datetime,
-    lease: timedelta,
-    actor: str,
-    expires_at: datetime | None,
-    organization_id: str | None = None,
-    via: str = "manual",
-) -> Callback | None:
-    """Claim one ``scheduled`` callback whatever its ``due_at`` (manual dispatch).
-
-    An operator asked for it now, so its expiry restarts from now. ``organization_id``
-    confines the claim to that organization's callback (the API's tenant guard).
-    """
-    return transition(
-        session,
-        callback_id,
-        expected=Status.SCHEDULED,
-        target=Status.DISPATCHING,
-        now=now,
-        actor=actor,
-        detail={"via": via},
-        values={
-            "lease_expires_at": now + lease,
-            "attempt_in_flight": False,
-            "expires_at": expires_at,
-        },
-        guards=[] if organization_id is None else [Callback.organization_id == organization_id],
-    )

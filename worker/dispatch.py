@@ -1,4 +1,4 @@
-"""Dispatching one callback: start the attempt, dial, record the outcome.
+"""Dispatching: start the attempts, dial them side by side, record what each did.
 
 Each step is its own short transaction. Only the winner of the attempt-start
 compare-and-set dials (invariant 1); the outcome is recorded only against that same
@@ -13,54 +13,26 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
-from worker.admin import may_have_rung
-from worker.claims import claim_now
+from worker import lifecycle, metrics
 from worker.clock import Clock
-from worker.db.models import Callback, CallbackEvent
+from worker.db.models import Callback
 from worker.db.retry import unavailable, while_unavailable
-from worker.deferral import defer_closed
 from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
-from worker.holds import PROVIDER, set_hold
-from worker.pacing import Pacing, pause_for_rate_limit
-from worker.retry import RetryPolicy
+from worker.lifecycle import may_have_rung
+from worker.outcomes import Result, write_outcome, write_placed
+from worker.pacing.deferral import defer_closed
+from worker.policy import DispatchPolicy
 from worker.status import Status
-from worker.transitions import (
-    RowChange,
-    bulk_transition,
-    transition,
-    transition_each,
-    transition_many,
-)
 
 log = logging.getLogger(__name__)
 
 WORKER = "worker"
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    claim_lease: timedelta = timedelta(minutes=5)
-    attempt_lease: timedelta = timedelta(minutes=2)
-    """How long an attempt may run before the reaper calls its outcome unknown."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    key_rejected_hold: timedelta = timedelta(minutes=2)
-    lateness: timedelta | None = timedelta(hours=4)
-    """Default for new callbacks, and the window a manual dispatch gets from now."""
-    redial_unknown: bool = False
-    """Reaper: re-send an attempt of unknown outcome with the same key instead of failing it."""
-    record_retries: int = 3
-    """How often to retry an outcome write that failed for another reason than the database
-    being unavailable (that one is retried for as long as the attempt's lease allows)."""
-    pacing: Pacing = field(default_factory=Pacing)
-    """Calling windows, caps and 429 pauses (worker/pacing.py)."""
 
 
 @dataclass(frozen=True)
@@ -73,20 +45,6 @@ class Dispatcher:
     """Where a batch's dials run side by side; ``None``: one after another."""
     sleep: Callable[[float], None] = time.sleep
     """How to wait between knocks on a database that is away (tests inject their own)."""
-
-
-class Result(StrEnum):
-    DISPATCHED = "dispatched"
-    FAILED = "failed"
-    RETRY = "retry"
-    HELD = "held"
-    SKIPPED = "skipped"
-    EXPIRED = "expired"
-    DEFERRED = "deferred"
-    """Outside the callee's calling window: scheduled again at its next opening."""
-    PAUSED = "paused"
-    """The provider answered 429: its organization (or number) is paused, no attempt spent."""
-    UNRECORDED = "unrecorded"
 
 
 def dispatch(
@@ -124,17 +82,14 @@ def dispatch_many(
 
     def start() -> tuple[list[Callback], dict[str, Result]]:
         if manual:
-            now = d.clock.now()
+            now, lateness = d.clock.now(), d.policy.lateness
+            # Asked for now: its expiry restarts from now.
+            claim = lifecycle.Claim(
+                now, d.policy.claim_lease, actor, None if lateness is None else now + lateness
+            )
             with d.sessions.begin() as session:
                 for callback_id in ids:
-                    claim_now(
-                        session,
-                        callback_id,
-                        now=now,
-                        lease=d.policy.claim_lease,
-                        actor=actor,
-                        expires_at=None if d.policy.lateness is None else now + d.policy.lateness,
-                    )
+                    lifecycle.claim_one(session, callback_id, claim)
         return start_attempts(d, ids, actor, override_window=manual and override_window)
 
     # The database away (restart, failover, stop): hold this batch and knock until it is
@@ -199,10 +154,17 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
 
         def write_group() -> dict[str, Result]:
             with d.sessions.begin() as session:
-                written = _record_placed(session, d, dialed, actor)
+                written = write_placed(session, dialed, now=d.clock.now(), actor=actor)
                 for callback, outcome in dialed:
                     if callback.id not in written:
-                        written[callback.id] = _record(session, d, callback, outcome, actor)
+                        written[callback.id] = write_outcome(
+                            session,
+                            callback,
+                            outcome,
+                            now=d.clock.now(),
+                            policy=d.policy,
+                            actor=actor,
+                        )
             return written
 
         give_up_at = min(_record_deadline(d, callback) for callback, _ in dialed)
@@ -252,24 +214,8 @@ def start_attempts(
             # dispatch never went through the poller's check.
             ids = defer_closed(session, ids, now=now, pacing=d.policy.pacing, actor=actor)
             results.update(dict.fromkeys(set(callback_ids) - set(ids), Result.DEFERRED))
-        started = transition_many(
-            session,
-            ids,
-            expected=Status.DISPATCHING,
-            target=Status.DISPATCHING,
-            now=now,
-            actor=actor,
-            detail={"event": "attempt started"},
-            values={
-                "attempt_in_flight": True,
-                "attempts": Callback.attempts + 1,
-                "attempted_at": now,
-                "lease_expires_at": now + d.policy.attempt_lease,
-            },
-            guards=[
-                Callback.attempt_in_flight.is_(False),
-                or_(Callback.expires_at.is_(None), Callback.expires_at > now),
-            ],
+        started = lifecycle.start_attempts(
+            session, ids, now=now, lease=d.policy.attempt_lease, actor=actor
         )
         missed = sorted(set(ids) - {cb.id for cb in started})
         if missed:
@@ -317,24 +263,10 @@ def _not_started(
 
 
 def _expire(session: Session, callback_ids: Sequence[str], now: datetime, actor: str) -> list[str]:
-    """Claimed callbacks past their ``expires_at`` fail instead of ringing hours late."""
-    expired = bulk_transition(
-        session,
-        expected=Status.DISPATCHING,
-        target=Status.FAILED,
-        now=now,
-        actor=actor,
-        detail={"cause": "expired"},
-        values={"failure_cause": "expired", "attempt_in_flight": False, "lease_expires_at": None},
-        guards=[
-            Callback.id.in_(callback_ids),
-            Callback.attempt_in_flight.is_(False),
-            Callback.expires_at <= now,
-        ],
-    )
-    for moved in expired:
-        log.warning("callback %s: expired (not placed in time); not dialing", moved.id)
-    return [m.id for m in expired]
+    expired = lifecycle.expire(session, callback_ids, now=now, actor=actor)
+    for callback_id in expired:
+        log.warning("callback %s: expired (not placed in time); not dialing", callback_id)
+    return expired
 
 
 def _record_deadline(d: Dispatcher, callback: Callback) -> datetime:
@@ -365,7 +297,9 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
 
     def write() -> Result:
         with d.sessions.begin() as session:
-            return _record(session, d, callback, outcome, actor)
+            return write_outcome(
+                session, callback, outcome, now=d.clock.now(), policy=d.policy, actor=actor
+            )
 
     for attempt in range(d.policy.record_retries):
         try:
@@ -395,169 +329,3 @@ def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, acto
         callback.attempts,
     )
     return Result.UNRECORDED
-
-
-_DONE = {"attempt_in_flight": False, "lease_expires_at": None}
-
-
-def _detail(outcome: DialOutcome) -> dict[str, object]:
-    return {
-        "outcome": str(outcome.kind),
-        "http_status": outcome.http_status,
-        "provider_code": outcome.provider_code,
-        "cause": outcome.cause or None,
-        "maybe_placed": outcome.maybe_placed or None,
-    }
-
-
-def _record_placed(
-    session: Session, d: Dispatcher, dialed: Dialed, actor: str
-) -> dict[str, Result]:
-    """The placed calls of a group, in one write per HTTP status (nearly always one)."""
-    by_status: dict[int | None, list[tuple[Callback, DialOutcome]]] = {}
-    for callback, outcome in dialed:
-        if outcome.kind is OutcomeKind.PLACED:
-            by_status.setdefault(outcome.http_status, []).append((callback, outcome))
-    now = d.clock.now()
-    results: dict[str, Result] = {}
-    for placed in by_status.values():
-        moved = set(
-            transition_each(
-                session,
-                [
-                    RowChange(cb.id, cb.attempts, {"created_session_id": outcome.session_id})
-                    for cb, outcome in placed
-                ],
-                expected=Status.DISPATCHING,
-                target=Status.DISPATCHED,
-                now=now,
-                actor=actor,
-                detail=_detail(placed[0][1]),
-                values={**_DONE, "dispatched_at": now, "failure_cause": None},
-                guards=[Callback.attempt_in_flight.is_(True)],
-            )
-        )
-        for callback, _ in placed:
-            if callback.id in moved:
-                results[callback.id] = Result.DISPATCHED
-            else:
-                _resolved_elsewhere(callback)
-                results[callback.id] = Result.SKIPPED
-    return results
-
-
-def _resolved_elsewhere(callback: Callback) -> None:
-    # Someone (the reaper) already resolved this attempt; or a retry of a write whose
-    # first commit did land. Either way the row says what happened.
-    log.warning(
-        "callback %s: attempt %d already resolved elsewhere", callback.id, callback.attempts
-    )
-
-
-def _record(
-    session: Session, d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str
-) -> Result:
-    now = d.clock.now()
-    n = callback.attempts
-    detail = _detail(outcome)
-    this_attempt = [Callback.attempts == n, Callback.attempt_in_flight.is_(True)]
-
-    def move(target: Status, result: Result, **values: object) -> Result:
-        row = transition(
-            session,
-            callback.id,
-            expected=Status.DISPATCHING,
-            target=target,
-            now=now,
-            actor=actor,
-            detail=detail,
-            values={**_DONE, **values},
-            guards=this_attempt,
-        )
-        if row is None:
-            _resolved_elsewhere(callback)
-            return Result.SKIPPED
-        log.info("callback %s: attempt %d -> %s %s", callback.id, n, target, outcome.cause)
-        return result
-
-    match outcome.kind:
-        case OutcomeKind.PLACED:
-            return move(
-                Status.DISPATCHED,
-                Result.DISPATCHED,
-                created_session_id=outcome.session_id,
-                dispatched_at=now,
-                failure_cause=None,
-            )
-        case OutcomeKind.TRANSIENT if outcome.http_status == 429:
-            # Rate limited: pause the organization (or number) instead of spending retries.
-            pause = pause_for_rate_limit(
-                session, callback, outcome.retry_after, now=now, pacing=d.policy.pacing
-            )
-            detail.update(paused=pause.scope, retry_in_seconds=pause.wait.total_seconds())
-            return move(Status.SCHEDULED, Result.PAUSED, due_at=now + pause.wait, attempts=n - 1)
-        case OutcomeKind.TRANSIENT if d.policy.retry.should_retry(n):
-            wait = d.policy.retry.delay(n, outcome.retry_after)
-            detail["retry_in_seconds"] = round(wait, 3)
-            return move(Status.SCHEDULED, Result.RETRY, due_at=now + timedelta(seconds=wait))
-        case OutcomeKind.TRANSIENT:
-            cause = _exhausted_cause(session, callback.id, n, outcome)
-            return move(Status.FAILED, Result.FAILED, failure_cause=cause)
-        case OutcomeKind.KEY_REJECTED:
-            # Our key, not this callback: hold it without spending one of its attempts,
-            # and hold all dialing so the other due callbacks are not burnt the same way.
-            set_hold(
-                session,
-                PROVIDER,
-                until=now + d.policy.key_rejected_hold,
-                reason=outcome.cause,
-                now=now,
-            )
-            log.error(
-                "callback %s: PROVIDER REJECTED OUR API KEY (%s); holding, retry in %ss",
-                callback.id,
-                outcome.cause,
-                d.policy.key_rejected_hold.total_seconds(),
-            )
-            return move(
-                Status.SCHEDULED,
-                Result.HELD,
-                due_at=now + d.policy.key_rejected_hold,
-                attempts=n - 1,
-            )
-        case OutcomeKind.PERMANENT:
-            return move(
-                Status.FAILED,
-                Result.FAILED,
-                failure_cause=f"provider refused the call: {outcome.cause} (attempt {n})",
-            )
-        case OutcomeKind.UNKNOWN:
-            return move(
-                Status.FAILED, Result.FAILED, failure_cause=f"outcome unknown: {outcome.cause}"
-            )
-
-
-def _exhausted_cause(session: Session, callback_id: str, n: int, last: DialOutcome) -> str:
-    earlier = session.scalars(
-        select(CallbackEvent.detail)
-        .where(
-            CallbackEvent.callback_id == callback_id, CallbackEvent.to_status == Status.SCHEDULED
-        )
-        .order_by(CallbackEvent.id)
-    ).all()
-    tries = [
-        (str(e["cause"]), bool(e.get("maybe_placed")))
-        for e in earlier
-        if e.get("outcome") == OutcomeKind.TRANSIENT
-    ]
-    tries = [*tries, (last.cause, last.maybe_placed)][-n:]
-    listed = "; ".join(f"#{i}: {c}" for i, (c, _) in enumerate(tries, start=1))
-    cause = f"gave up after {n} attempts ({listed})"
-    if any(maybe for _, maybe in tries):
-        # A timed-out request may have rung the phone: say so, so that nobody retries it
-        # by hand (a new dispatch round has a new Idempotency-Key) without checking first.
-        return (
-            "outcome unknown: an attempt timed out after the request was sent, so the call "
-            f"may have been placed; {cause}"
-        )
-    return cause

@@ -2,7 +2,7 @@
 
 Everything goes through the standard library (ours, Celery's, uvicorn's); structlog's
 formatter renders each record, with any ``extra={...}`` fields as keys. Transitions log
-callback id, organization, attempt, from → to, actor and why (:mod:`worker.transitions`).
+callback id, organization, attempt, from → to, actor and why (:mod:`worker.lifecycle`).
 """
 
 from __future__ import annotations
@@ -84,10 +84,3 @@ def one_line(
         elif isinstance(value, str):
             event_dict[key] = escape_controls(value)
     return event_dict
-
-
-def mask_number(number: str | None) -> str | None:
-    """Phone numbers never appear in clear at INFO: keep the last 4 digits."""
-    if not number:
-        return number
-    return "*" * max(0, len(number) - 4) + number[-4:]

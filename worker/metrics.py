@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
 from worker.db.models import Callback
-from worker.holds import PROVIDER, active_hold
+from worker.pacing.holds import PROVIDER, active_hold
 from worker.status import Status
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
+from worker import lifecycle, metrics
 from worker.claims import POLLER, claim_due
 from worker.clock import Clock
-from worker.db.models import Callback
-from worker.deferral import defer_closed
-from worker.dispatch import DispatchPolicy
-from worker.holds import PROVIDER, active_hold
-from worker.status import Status
-from worker.transitions import bulk_transition
+from worker.pacing.deferral import defer_closed
+from worker.pacing.holds import PROVIDER, active_hold
+from worker.policy import DispatchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +87,4 @@ def release(
 ) -> list[str]:
     """Give claims back (``dispatching`` → ``scheduled``) if no attempt has started on them."""
     with sessions.begin() as session:
-        moved = bulk_transition(
-            session,
-            expected=Status.DISPATCHING,
-            target=Status.SCHEDULED,
-            now=clock.now(),
-            actor=POLLER,
-            guards=[Callback.id.in_(ids), Callback.attempt_in_flight.is_(False)],
-            detail={"why": why},
-            values={"lease_expires_at": None},
-        )
-    return [m.id for m in moved]
+        return lifecycle.release_unstarted(session, now=clock.now(), actor=POLLER, why=why, ids=ids)

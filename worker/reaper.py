@@ -17,19 +17,14 @@ worker recording its outcome) can race safely: each row is resolved once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
+from worker import lifecycle, metrics
 from worker.clock import Clock
-from worker.db.models import Callback
-from worker.dispatch import DispatchPolicy
+from worker.policy import DispatchPolicy
 from worker.poller import Publish
-from worker.status import Status
-from worker.transitions import bulk_transition, transition
 
 log = logging.getLogger(__name__)
 
@@ -50,49 +45,19 @@ def reap(
     now = clock.now()
     result = Reaped()
     with sessions.begin() as session:
-        moved = bulk_transition(
+        result.requeued = lifecycle.release_unstarted(
             session,
-            expected=Status.DISPATCHING,
-            target=Status.SCHEDULED,
             now=now,
             actor=REAPER,
-            guards=[Callback.attempt_in_flight.is_(False), Callback.lease_expires_at <= now],
-            detail={"why": "claim lease ran out before any attempt started"},
-            values={"lease_expires_at": None},
+            why="claim lease ran out before any attempt started",
+            lease_ran_out=True,
         )
-        result.requeued = [m.id for m in moved]
     with sessions.begin() as session:
-        stuck: Sequence[tuple[str, int]] = session.execute(
-            select(Callback.id, Callback.attempts)
-            .where(
-                Callback.status == Status.DISPATCHING,
-                Callback.attempt_in_flight.is_(True),
-                Callback.lease_expires_at <= now,
-            )
-            .limit(BATCH)
-        ).all()
-        for callback_id, attempt in stuck:
-            this_attempt = [
-                Callback.attempts == attempt,
-                Callback.attempt_in_flight.is_(True),
-                Callback.lease_expires_at <= now,
-            ]
+        for callback_id, attempt in lifecycle.attempts_past_lease(session, now=now, limit=BATCH):
             if policy.redial_unknown and policy.retry.should_retry(attempt):
-                row = transition(
-                    session,
-                    callback_id,
-                    expected=Status.DISPATCHING,
-                    target=Status.DISPATCHING,
-                    now=now,
-                    actor=REAPER,
-                    detail={"why": "attempt outcome unknown; re-sending with the same key"},
-                    values={
-                        "attempt_in_flight": False,
-                        "lease_expires_at": now + policy.claim_lease,
-                    },
-                    guards=this_attempt,
-                )
-                if row is not None:
+                if lifecycle.resend_same_key(
+                    session, callback_id, attempt, now=now, lease=policy.claim_lease, actor=REAPER
+                ):
                     result.redialed.append(callback_id)
                 continue
             cause = (
@@ -101,22 +66,9 @@ def reap(
                 "attempt's lease); "
                 "not dialed again so the person is not called twice"
             )
-            row = transition(
-                session,
-                callback_id,
-                expected=Status.DISPATCHING,
-                target=Status.FAILED,
-                now=now,
-                actor=REAPER,
-                detail={"cause": "outcome unknown"},
-                values={
-                    "failure_cause": cause,
-                    "attempt_in_flight": False,
-                    "lease_expires_at": None,
-                },
-                guards=this_attempt,
-            )
-            if row is not None:
+            if lifecycle.fail_unknown(
+                session, callback_id, attempt, cause=cause, now=now, actor=REAPER
+            ):
                 result.failed_unknown.append(callback_id)
     if result.redialed:
         publish(result.redialed)

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
 from worker.durations import say_duration
-from worker.holds import PROVIDER, active_hold
 from worker.metrics import backlog_of
+from worker.pacing.holds import PROVIDER, active_hold
+from worker.serializer import rfc3339
 from worker.status import Status
-from worker.views import rfc3339
 
 
 def cause_class(cause: str | None) -> str:

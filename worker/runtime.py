@@ -18,8 +18,10 @@ from worker.db.engine import make_engine, make_sessions
 from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer
 from worker.dialer.speko import SpekoDialer
-from worker.dispatch import Dispatcher, DispatchPolicy
-from worker.pacing import pacing_from_settings
+from worker.dispatch import Dispatcher
+from worker.pacing.limits import Pacing
+from worker.pacing.windows import Window
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits
 from worker.retry import RetryPolicy
 from worker.settings import ConfigurationError, Settings
@@ -73,6 +75,22 @@ def build_dialer(settings: Settings) -> Dialer:
         connect_timeout=settings.dialer_connect_timeout,
         read_timeout=settings.dialer_read_timeout,
         pool_size=settings.dialer_pool_size or settings.dials_in_flight,
+    )
+
+
+def pacing_from_settings(settings: Settings) -> Pacing:
+    return Pacing(
+        window=Window.parse(
+            settings.calling_window_start,
+            settings.calling_window_end,
+            settings.calling_window_days,
+        ),
+        fallback_timezone=settings.calling_fallback_timezone,
+        max_concurrent=settings.max_concurrent_per_org,
+        max_concurrent_per_number=settings.max_concurrent_per_number,
+        max_dials_per_minute=settings.max_dials_per_minute_per_org,
+        rate_limited_pause=timedelta(seconds=settings.rate_limited_pause),
+        rate_limited_scope=settings.rate_limited_scope,
     )
 
 

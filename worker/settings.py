@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _valid_window(self) -> Settings:
-        from worker.windows import Window, zone
+        from worker.pacing.windows import Window, zone
 
         Window.parse(self.calling_window_start, self.calling_window_end, self.calling_window_days)
         zone(self.calling_fallback_timezone)

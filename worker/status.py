@@ -1,8 +1,8 @@
 """The status model: statuses, the transitions between them, and which are final.
 
-This is the only place that says what may follow what; the worker, the API and the
-CLI all ask it. Each transition is carried out by one conditional write
-(:mod:`worker.transitions`).
+This is the only place that says what may follow what. Each transition is made by one
+of the named moves of :mod:`worker.lifecycle`, and the moves make exactly these
+(tests/unit/test_lifecycle.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ class Status(StrEnum):
 
 
 ALLOWED: dict[Status, frozenset[Status]] = {
-    # claim (poller or manual), cancel, or expiry before it was ever placed
-    Status.SCHEDULED: frozenset({Status.DISPATCHING, Status.CANCELLED, Status.FAILED}),
+    # claim (poller or manual), or cancel. A callback expires only once claimed (at the
+    # start of its attempt), so nothing fails a callback straight from scheduled.
+    Status.SCHEDULED: frozenset({Status.DISPATCHING, Status.CANCELLED}),
     # placed, failed, or back to due (retry wait, or a claim released before any attempt)
     Status.DISPATCHING: frozenset({Status.DISPATCHED, Status.FAILED, Status.SCHEDULED}),
     # an operator's manual retry

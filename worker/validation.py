@@ -10,7 +10,7 @@ import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from worker.datetimes import MAX_LATENESS_SECONDS, When
-from worker.windows import valid_zone_name
+from worker.pacing.windows import valid_zone_name
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -125,7 +125,7 @@ class NewCallback(BaseModel):
     max_lateness_seconds: Annotated[int, Field(ge=60, le=MAX_LATENESS_SECONDS)] | None = None
     """How late it may still be placed (overrides the default); later it expires."""
     idempotency_key: Ident | None = None
-    """The same key and callback again returns the first one (worker/scheduling.py)."""
+    """The same key and callback again returns the first one (worker/creation.py)."""
 
 
 class InvalidCallback(ValueError):

@@ -41,7 +41,7 @@ from tests.support.scenario import (
     worker_env,
 )
 from tests.support.supervisor import Supervisor
-from worker.admin import CallbackNotFound, StatusConflict, cancel
+from worker.actions import CallbackNotFound, StatusConflict, cancel
 from worker.db.engine import make_engine, make_sessions
 from worker.status import Status
 

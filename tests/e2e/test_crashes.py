@@ -38,19 +38,19 @@ from tests.support.faults import (
     blocked_backends,
     terminate,
 )
+from tests.support.history import events
 from tests.support.ledger import CallLedger, callback_id_of, requests_for, requests_per_callback
 from tests.support.processes import Processes, processes, wait_until
 from tests.support.provider import Provider, Received, Reply
 from tests.support.scenario import (
     attempt_lease,
-    events,
     rows,
     schedule_callbacks,
     unfinished,
     worker_env,
 )
 from tests.support.supervisor import Supervisor
-from worker.celery_app import create_celery
+from worker.celery.app import create_celery
 from worker.settings import load_settings
 from worker.status import Status
 

@@ -28,7 +28,9 @@ from worker.db.models import Callback
 from worker.db.retry import unavailable, while_unavailable
 from worker.dialer.log import LogDialer
 from worker.dialer.port import DialOutcome, DialRequest
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch_many
+from worker.dispatch import Dispatcher, dispatch_many
+from worker.outcomes import Result
+from worker.policy import DispatchPolicy
 from worker.reaper import reap
 from worker.status import Status
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import command, pipeline_env, processes, wait_until
 from tests.support.provider import Provider
+from worker.creation import schedule
 from worker.db.models import Callback
-from worker.scheduling import schedule
 from worker.status import Status
 from worker.validation import NewCallback
 

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import T0, make_callback
 from worker.claims import claim_due
+from worker.creation import schedule
 from worker.db.engine import make_engine, make_sessions
 from worker.db.models import Callback, CallbackEvent
-from worker.scheduling import schedule
 from worker.status import Status
 from worker.validation import NewCallback
 

@@ -16,19 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.dialers import ScriptedDialer
 from tests.support.factories import T0, make_callback
+from tests.support.history import events
 from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
 from worker.dialer.log import LogDialer
 from worker.dialer.port import Dialer, DialOutcome, DialRequest, OutcomeKind
-from worker.dispatch import (
-    Dispatcher,
-    DispatchPolicy,
-    Result,
-    dispatch,
-    dispatch_many,
-    record_outcomes,
-    start_attempts,
-)
+from worker.dispatch import Dispatcher, dispatch, dispatch_many, record_outcomes, start_attempts
+from worker.outcomes import Result
+from worker.policy import DispatchPolicy
 from worker.retry import RetryPolicy
 from worker.status import Status
 
@@ -67,18 +62,15 @@ def test_claimed_callback_is_dialed_once_and_dispatched(sessions: sessionmaker[S
     assert cb.attempted_at == cb.dispatched_at == T0 + timedelta(seconds=2)
     assert (cb.attempts, cb.attempt_in_flight, cb.lease_expires_at) == (1, False, None)
     assert [r.idempotency_key for r in dialer.placed] == [f"{cid}.1"]
-    with sessions() as s:
-        events = s.scalars(
-            select(CallbackEvent).where(CallbackEvent.callback_id == cid).order_by(CallbackEvent.id)
-        ).all()
-    assert [(e.from_status, e.to_status, e.actor) for e in events][-2:] == [
+    history = events(sessions, cid)
+    assert [(e.from_status, e.to_status, e.actor) for e in history][-2:] == [
         ("dispatching", "dispatching", "worker"),
         ("dispatching", "dispatched", "worker"),
     ]
-    assert events[-2].detail == {"attempt": 1, "event": "attempt started"}
+    assert history[-2].detail == {"attempt": 1, "event": "attempt started"}
     # The log dialer's "dispatched" says in words that nobody was called (issue 11, item 1).
-    assert events[-1].detail["cause"] == "log-only dialer: no call was placed"
-    assert events[-1].detail["http_status"] is None
+    assert history[-1].detail["cause"] == "log-only dialer: no call was placed"
+    assert history[-1].detail["http_status"] is None
 
 
 def test_duplicate_delivery_dials_nothing(sessions: sessionmaker[Session]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from kombu import Connection
 
 from tests.support.broker_soak import soak
-from worker.embedded_broker import TRANSPORT, transport_options
+from worker.celery.embedded_broker import TRANSPORT, create_folders, transport_options
 
 
 def test_many_producers_and_consumers_get_every_message_exactly_once(tmp_path: Path) -> None:
@@ -22,6 +22,7 @@ def test_many_producers_and_consumers_get_every_message_exactly_once(tmp_path: P
 
 
 def test_a_corrupt_message_file_is_set_aside_not_fatal(tmp_path: Path) -> None:
+    create_folders(tmp_path)
     options = transport_options(tmp_path)
     with (
         Connection("filesystem://", transport=TRANSPORT, transport_options=options) as conn,

@@ -11,13 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.dialers import ScriptedDialer
 from tests.support.factories import T0, make_callback
 from worker.clock import SystemClock
+from worker.creation import schedule
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
-from worker.holds import PROVIDER, active_hold
+from worker.dispatch import Dispatcher, dispatch
+from worker.outcomes import Result
+from worker.pacing.holds import PROVIDER, active_hold
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
-from worker.scheduling import schedule
 from worker.status import Status
 from worker.validation import NewCallback
 

@@ -12,12 +12,12 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import make_callback
-from worker import fairness
 from worker.claims import claim_due
 from worker.clock import SystemClock
 from worker.db.types import UTCDateTime
-from worker.dispatch import DispatchPolicy
-from worker.pacing import UNLIMITED, Pacing
+from worker.pacing import fairness
+from worker.pacing.limits import UNLIMITED, Pacing
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 
 NOW = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)  # 13:00 in New York: inside the window

@@ -13,15 +13,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import make_callback
 from worker.clock import SystemClock
+from worker.creation import schedule
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch_many
-from worker.pacing import Pacing
+from worker.dispatch import Dispatcher, dispatch_many
+from worker.outcomes import Result
+from worker.pacing.limits import Pacing
+from worker.pacing.windows import Window
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
-from worker.scheduling import schedule
 from worker.status import Status
 from worker.validation import InvalidCallback, NewCallback
-from worker.windows import Window
 
 NEW_YORK = "+12125551234"
 NOW = datetime(2026, 1, 16, 3, 0, tzinfo=UTC)  # 22:00 in New York: window closed
@@ -108,7 +110,7 @@ def test_a_second_deferral_does_not_count_the_first_wait_again(
         first = s.get_one(Callback, cid).expires_at
     assert first == OPENING + LATENESS
     # The organization's window moved to 12:00 meanwhile: at 08:00 it waits 4 h more.
-    from worker.orgs import set_window
+    from worker.pacing.orgs import set_window
 
     with sessions.begin() as s:
         set_window(s, "org_a", Window.parse("12:00", "21:00", "daily"), None, now=OPENING)

@@ -18,12 +18,13 @@ from tests.support.provider import Provider, Received, Reply
 from worker.clock import SystemClock
 from worker.db.models import Callback
 from worker.dialer.speko import SpekoDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch
-from worker.orgs import upsert
-from worker.pacing import Pacing
+from worker.dispatch import Dispatcher, dispatch
+from worker.pacing.limits import Pacing
+from worker.pacing.orgs import upsert
+from worker.pacing.windows import DAY_MINUTES, Window
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.status import Status
-from worker.windows import DAY_MINUTES, Window
 
 
 class Meter:

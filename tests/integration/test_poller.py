@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import T0, make_callback
 from worker.db.models import Callback
-from worker.dispatch import DispatchPolicy
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.status import Status
 

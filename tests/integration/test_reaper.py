@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import T0, make_callback
+from tests.support.history import events
 from worker.clock import SystemClock
 from worker.db.models import Callback, CallbackEvent
-from worker.dispatch import DispatchPolicy
+from worker.policy import DispatchPolicy
 from worker.reaper import Reaped, reap
 from worker.retry import RetryPolicy
 from worker.status import Status
@@ -78,13 +79,7 @@ def test_attempt_of_unknown_outcome_fails_by_default_never_redialed(
     assert row.failure_cause.startswith("outcome unknown: attempt 2 started but never reported")
     assert "not dialed again" in row.failure_cause
     assert _row(sessions, alive).status is Status.DISPATCHING
-    with sessions() as s:
-        event = s.scalars(
-            select(CallbackEvent)
-            .where(CallbackEvent.callback_id == dead)
-            .order_by(CallbackEvent.id.desc())
-        ).first()
-    assert event is not None
+    event = events(sessions, dead)[-1]
     assert (event.actor, event.from_status, event.to_status) == ("reaper", "dispatching", "failed")
 
 

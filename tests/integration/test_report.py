@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.factories import T0, make_callback
 from worker.cli.main import main
 from worker.db.engine import make_engine, make_sessions
-from worker.holds import PROVIDER, set_hold
+from worker.pacing.holds import PROVIDER, set_hold
 from worker.report import cause_class, status_report
 from worker.status import Status
 

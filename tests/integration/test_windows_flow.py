@@ -6,20 +6,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.dialers import ScriptedDialer
 from tests.support.factories import make_callback
+from tests.support.history import events
 from worker.clock import SystemClock
-from worker.db.models import Callback, CallbackEvent
+from worker.db.models import Callback
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.dispatch import Dispatcher, DispatchPolicy, Result, dispatch
-from worker.orgs import set_window
-from worker.pacing import Pacing
+from worker.dispatch import Dispatcher, dispatch
+from worker.outcomes import Result
+from worker.pacing.limits import Pacing
+from worker.pacing.orgs import set_window
+from worker.pacing.windows import Window
+from worker.policy import DispatchPolicy
 from worker.poller import PollLimits, poll
 from worker.status import Status
-from worker.windows import Window
 
 CHICAGO = "+13125551234"
 AT_23_CST = datetime(2026, 1, 16, 5, 0, tzinfo=UTC)  # 23:00 on the 15th in Chicago
@@ -41,17 +43,6 @@ def _poll(sessions: sessionmaker[Session], batch: int = 100) -> list[str]:
     return out.ids
 
 
-def _events(sessions: sessionmaker[Session], cid: str) -> list[CallbackEvent]:
-    with sessions() as s:
-        return list(
-            s.scalars(
-                select(CallbackEvent)
-                .where(CallbackEvent.callback_id == cid)
-                .order_by(CallbackEvent.id)
-            )
-        )
-
-
 def test_due_at_23_00_is_dispatched_at_08_00_and_not_before(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -68,16 +59,16 @@ def test_due_at_23_00_is_dispatched_at_08_00_and_not_before(
         )
         # lateness counts from the opening, so the deferral does not make it expire
         assert row.expires_at is None or row.expires_at > AT_08_CST
-    deferral = _events(sessions, cb.id)[-1]
+    deferral = events(sessions, cb.id)[-1]
     assert (deferral.from_status, deferral.to_status) == ("dispatching", "scheduled")
     assert deferral.detail["why"] == (
         "deferred: 23:00 in America/Chicago is outside 08:00\u201321:00"
     )
     assert deferral.detail["zones"] == ["America/Chicago"]
-    n_events = len(_events(sessions, cb.id))
+    n_events = len(events(sessions, cb.id))
     with freeze_time(AT_08_CST - timedelta(microseconds=1)):
         assert _poll(sessions) == []
-    assert len(_events(sessions, cb.id)) == n_events, "a deferred row is not re-claimed"
+    assert len(events(sessions, cb.id)) == n_events, "a deferred row is not re-claimed"
     with freeze_time(AT_08_CST):
         assert _poll(sessions) == [cb.id]
         d = Dispatcher(sessions, SystemClock(), ScriptedDialer([DialOutcome.placed("s1")]), POLICY)

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.perf.api_load import lua_script, profile, run_wrk, scratch, servers_for, table
 from tests.perf.profile_report import summarize
 from tests.support.databases import REDIS_URL, fresh_postgres_database, sqlalchemy_url
-from worker.admin import list_query
+from worker.actions import list_query
 from worker.api.app import create_app
 from worker.apikeys import create_key
 from worker.clock import SystemClock

@@ -20,12 +20,13 @@ from datetime import timedelta
 from tests.support.databases import fresh_postgres_database, sqlalchemy_url
 from worker.claims import claim_due
 from worker.clock import SystemClock
+from worker.creation import schedule
 from worker.db.engine import make_engine, make_sessions
 from worker.db.migrate import upgrade
 from worker.dialer.log import LogDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch_many
+from worker.dispatch import Dispatcher, dispatch_many
 from worker.logs import configure_logging
-from worker.scheduling import schedule
+from worker.policy import DispatchPolicy
 from worker.settings import Settings
 from worker.validation import NewCallback
 

@@ -12,7 +12,7 @@ import time
 
 from celery import Celery
 
-from worker.celery_app import celery_config
+from worker.celery.config import celery_config
 from worker.settings import load_settings
 
 app = Celery("perf_noop")

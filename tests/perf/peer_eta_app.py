@@ -14,7 +14,7 @@ import threading
 from celery import Celery
 from sqlalchemy import Engine, text
 
-from worker.celery_app import celery_config
+from worker.celery.config import celery_config
 from worker.db.engine import make_engine
 from worker.dialer.port import DialRequest, OutcomeKind
 from worker.dialer.speko import SpekoDialer

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from worker.celery_app import DISPATCH_QUEUE
+from worker.celery.config import DISPATCH_QUEUE
 
 
 def queued_dispatches(redis_url: str) -> list[tuple[str, list[Any]]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from kombu import Connection
 
-from worker.embedded_broker import TRANSPORT, transport_options
+from worker.celery.embedded_broker import TRANSPORT, create_folders, transport_options
 
 QUEUE = "soak"
 TRANSPORTS = {"ours": TRANSPORT, "kombu": "filesystem"}
@@ -44,6 +44,7 @@ class Result:
 
 
 def _connection(folder: Path, transport: str) -> Connection:
+    create_folders(folder)
     return Connection(
         "filesystem://", transport=transport, transport_options=transport_options(folder)
     )

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from worker.creation import schedule
 from worker.db.models import Callback
-from worker.scheduling import schedule
 from worker.status import Status
 from worker.validation import NewCallback
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import pipeline_env
 from tests.support.provider import Provider
-from worker.db.models import Callback, CallbackEvent
-from worker.scheduling import schedule
+from worker.creation import schedule
+from worker.db.models import Callback
 from worker.status import Status
 from worker.validation import NewCallback
 
@@ -85,17 +85,6 @@ def rows(sessions: sessionmaker[Session], ids: Iterable[str] | None = None) -> d
         query = query.where(Callback.id.in_(list(ids)))
     with sessions() as session:
         return {cb.id: cb for cb in session.scalars(query)}
-
-
-def events(sessions: sessionmaker[Session], callback_id: str) -> list[CallbackEvent]:
-    with sessions() as session:
-        return list(
-            session.scalars(
-                select(CallbackEvent)
-                .where(CallbackEvent.callback_id == callback_id)
-                .order_by(CallbackEvent.id)
-            )
-        )
 
 
 def count_by_status(sessions: sessionmaker[Session]) -> dict[Status, int]:

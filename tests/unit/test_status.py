@@ -14,7 +14,6 @@ from worker.status import (
 EXPECTED_ALLOWED = {
     (Status.SCHEDULED, Status.DISPATCHING),
     (Status.SCHEDULED, Status.CANCELLED),
-    (Status.SCHEDULED, Status.FAILED),
     (Status.DISPATCHING, Status.DISPATCHED),
     (Status.DISPATCHING, Status.FAILED),
     (Status.DISPATCHING, Status.SCHEDULED),

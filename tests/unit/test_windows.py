@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.windows import (
+from worker.pacing.windows import (
     EVERY_DAY,
     NoCommonWindow,
     Window,

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.admin import Publish
+from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
@@ -23,6 +23,7 @@ from worker.api.openapi import document
 from worker.api.readiness import Readiness
 from worker.api.routes import callbacks, health, metrics
 from worker.api.routes.metrics import MetricsEndpoint
+from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
 from worker.db.engine import API_POOL_OVERFLOW, API_POOL_SIZE, make_engine, make_sessions
 from worker.metrics import StateCollector
@@ -53,9 +54,7 @@ def create_app(
         sessions = make_sessions(engine)
     if publish is None or broker_probe is None:
         if celery is None:
-            from worker.celery_app import create_celery
-
-            celery = create_celery(settings)
+            celery = publisher(settings)
             owned.append(celery.close)
         publish = publish or celery_publisher(celery)
         if broker_probe is None:

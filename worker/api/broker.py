@@ -1,4 +1,7 @@
-"""The API's two uses of the broker: send a dispatch message, and check it is reachable."""
+"""The API's two uses of the broker: send a dispatch message, and check it is reachable.
+
+The Celery app they take needs only the broker (:func:`worker.celery.config.publisher`),
+not the worker's tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 
 from celery import Celery
 
-from worker.admin import Publish
+from worker.actions import Publish
 
 DISPATCH_CLAIMED = "callbacks.dispatch_claimed"
 """The worker's task for a callback already moved to ``dispatching``."""
@@ -20,8 +23,9 @@ Probe = Callable[[], None]
 
 def celery_publisher(app: Celery) -> Publish:
     def publish(callback_id: str) -> None:
-        # By name: the API process needs the broker, not the task's code.
-        app.send_task(DISPATCH_CLAIMED, args=(callback_id,))
+        # By name: the API process needs the broker, not the task's code. A list of one,
+        # the same shape as the poller's batches.
+        app.send_task(DISPATCH_CLAIMED, args=([callback_id],))
 
     return publish
 

@@ -9,7 +9,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.admin import Publish
+from worker.actions import Publish
 from worker.api.broker import Probe
 from worker.api.readiness import Readiness
 from worker.clock import Clock

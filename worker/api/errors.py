@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.admin import CallbackNotFound, PublishFailed, StatusConflict, UnconfirmedRedial
+from worker.actions import CallbackNotFound, PublishFailed, StatusConflict, UnconfirmedRedial
 
 log = logging.getLogger(__name__)
 

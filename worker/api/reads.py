@@ -1,7 +1,7 @@
 """The API's two reads, get and list, each one Core statement answered as JSON bytes.
 
-Same rows, order and shape as :func:`worker.admin.get_callback` / ``list_callbacks`` +
-:func:`worker.views.callback_view`, without what a read does not need (measured with
+Same rows, order and shape as :func:`worker.actions.get_callback` / ``list_callbacks`` +
+:func:`worker.serializer.callback_view`, without what a read does not need (measured with
 ``python -m tests.perf.bench_api --load --profile``): no ORM identity map or instance
 per row, no transaction (one autocommit statement: no ``BEGIN``/``ROLLBACK`` round
 trips), and orjson instead of ``json.dumps``.
@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.admin import CallbackNotFound, storable
+from worker.actions import CallbackNotFound, storable
 from worker.db.models import Callback
+from worker.serializer import PUBLIC_FIELDS, dumps
 from worker.status import Status
-from worker.views import PUBLIC_FIELDS, dumps
 
 _table = Callback.__table__
 _COLUMNS = [_table.c[name] for name in PUBLIC_FIELDS]

@@ -8,9 +8,8 @@ import sys
 
 from worker import apikeys
 from worker.cli.args import add_command, organization
-from worker.cli.database import DatabaseNotReady, ready_engine
-from worker.clock import SystemClock
-from worker.db.engine import make_sessions
+from worker.cli.context import cli_context
+from worker.cli.database import DatabaseNotReady
 from worker.settings import load_settings
 
 DEFAULT_PORT = 8000
@@ -111,8 +110,8 @@ def api(args: argparse.Namespace) -> int:
 def api_key(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
-        with ready_engine(settings) as engine, make_sessions(engine).begin() as session:
-            now = SystemClock().now()
+        with cli_context(settings) as ctx, ctx.sessions.begin() as session:
+            now = ctx.clock.now()
             if args.api_key_command == "create":
                 key, token = apikeys.create_key(session, args.organization_id, now=now)
             elif not apikeys.revoke_key(session, args.key_id, now=now):

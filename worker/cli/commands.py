@@ -9,26 +9,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from worker.cli.database import DatabaseNotReady, ready_engine, unreachable
+from worker.cli.context import with_session
+from worker.cli.database import DatabaseNotReady, unreachable
 from worker.clock import SystemClock
+from worker.creation import IdempotencyConflict
+from worker.creation import schedule as schedule_callbacks
 from worker.db import migrate as migrations
-from worker.db.engine import make_sessions
 from worker.db.models import CallbackEvent
 from worker.report import render, status_report
-from worker.scheduling import IdempotencyConflict
-from worker.scheduling import schedule as schedule_callbacks
-from worker.settings import Settings, load_settings
+from worker.serializer import callback_view, rfc3339
+from worker.settings import load_settings
 from worker.validation import InvalidCallback, parse_new_callbacks
-from worker.views import callback_view, rfc3339
 
 CLI = "cli"
 # field name -> the flag that sets it, so errors name what the user typed
@@ -50,7 +49,6 @@ FLAGS = {
 }
 REQUIRED = ("organization_id", "to_number", "scheduled_at")
 PROGRESS_EVERY = 5_000
-T = TypeVar("T")
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -60,17 +58,6 @@ def fail(message: str, code: int = 2) -> int:
 
 def note(message: str) -> None:
     print(f"callbacks: {message}", file=sys.stderr)
-
-
-def with_session(settings: Settings, work: Callable[[Session], T], *, write: bool) -> T:
-    """Run ``work`` in one transaction on a ready database; raises DatabaseNotReady."""
-    with ready_engine(settings) as engine:
-        sessions = make_sessions(engine)
-        if write:
-            with sessions.begin() as session:
-                return work(session)
-        with sessions() as session:
-            return work(session)
 
 
 def migrate(_: argparse.Namespace) -> int:
@@ -253,6 +240,6 @@ def status(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.embedded import run_embedded
+    from worker.cli.embedded import run_embedded
 
     return run_embedded(load_settings(), demo=args.demo)

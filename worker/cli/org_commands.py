@@ -1,5 +1,5 @@
 """``callbacks org-window`` and ``callbacks org-pacing``: per-organization calling window
-and pacing caps (worker/orgs.py)."""
+and pacing caps (worker/pacing/orgs.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from typing import Any
 
 from worker.cli.args import add_command, organization
 from worker.cli.commands import fail
-from worker.cli.database import DatabaseNotReady, ready_engine
-from worker.clock import SystemClock
-from worker.db.engine import make_sessions
+from worker.cli.context import cli_context
+from worker.cli.database import DatabaseNotReady
 from worker.db.models import OrgConfig
-from worker.orgs import describe, set_window, upsert
-from worker.pacing import pacing_from_settings
+from worker.pacing.orgs import describe, set_window, upsert
+from worker.pacing.windows import Window, valid_zone_name
+from worker.runtime import pacing_from_settings
 from worker.settings import load_settings
-from worker.windows import Window, valid_zone_name
 
 ORG_HELP = "the organization (required)"
 
@@ -95,8 +94,8 @@ def add_parsers(sub: Any) -> None:
 def _run(org: str, change: dict[str, Any] | None, window: Window | None, tz: str | None) -> int:
     settings = load_settings()
     try:
-        with ready_engine(settings) as engine, make_sessions(engine).begin() as session:
-            now = SystemClock().now()
+        with cli_context(settings) as ctx, ctx.sessions.begin() as session:
+            now = ctx.clock.now()
             if window is not None:
                 set_window(session, org, window, tz, now=now)
             if change:

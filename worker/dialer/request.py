@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from worker.db.models import Callback
 from worker.dialer.port import DialRequest
+
+
+class Dialable(Protocol):
+    """What a dial request is built from: a callback's fields (``worker.db.models``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def organization_id(self) -> str: ...
+    @property
+    def source_session_id(self) -> str | None: ...
+    @property
+    def agent_id(self) -> str | None: ...
+    @property
+    def phone_number_id(self) -> str | None: ...
+    @property
+    def to_number(self) -> str: ...
+    @property
+    def from_number(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def instructions(self) -> str | None: ...
+    @property
+    def summary(self) -> str | None: ...
+    @property
+    def pipeline_config(self) -> dict[str, Any]: ...
+    @property
+    def metadata_(self) -> dict[str, Any]: ...
+
 
 PASSTHROUGH = (
     "intent",
@@ -20,7 +51,7 @@ PASSTHROUGH = (
 )
 
 
-def dial_request(callback: Callback) -> DialRequest:
+def dial_request(callback: Dialable) -> DialRequest:
     body: dict[str, Any] = {"to": callback.to_number}
     if callback.from_number:
         body["from"] = callback.from_number

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+from celery import Celery
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +22,7 @@ from tests.support.databases import REDIS_URL
 from tests.support.factories import T0
 from worker.api.app import create_app
 from worker.apikeys import create_key, revoke_key
-from worker.celery_app import CallbacksCelery, create_celery
+from worker.celery.config import publisher
 from worker.settings import Settings
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -75,8 +76,8 @@ def api_settings(pg_url: str, api_redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery_app(api_settings: Settings) -> Iterator[CallbacksCelery]:
-    app = create_celery(api_settings)
+def celery_app(api_settings: Settings) -> Iterator[Celery]:
+    app = publisher(api_settings)
     yield app
     app.close()
 
@@ -90,7 +91,7 @@ def clock() -> FixedClock:
 def app(
     api_settings: Settings,
     pg_sessions: sessionmaker[Session],
-    celery_app: CallbacksCelery,
+    celery_app: Celery,
     clock: FixedClock,
 ) -> FastAPI:
     return create_app(api_settings, sessions=pg_sessions, celery=celery_app, clock=clock)

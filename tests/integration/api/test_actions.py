@@ -6,28 +6,17 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.conftest import NOW, Keys, bearer
 from tests.support.broker import queued_dispatches
 from tests.support.factories import T0, make_callback
-from worker.db.models import Callback, CallbackEvent
+from tests.support.history import events
+from worker.db.models import Callback
+from worker.serializer import callback_view, rfc3339
 from worker.status import Status
-from worker.views import callback_view, rfc3339
 
 OTHERS = [Status.DISPATCHING, Status.DISPATCHED, Status.FAILED]
-
-
-def events(sessions: sessionmaker[Session], callback_id: str) -> list[CallbackEvent]:
-    with sessions() as s:
-        return list(
-            s.scalars(
-                select(CallbackEvent)
-                .where(CallbackEvent.callback_id == callback_id)
-                .order_by(CallbackEvent.id)
-            )
-        )
 
 
 def row(sessions: sessionmaker[Session], callback_id: str) -> Callback:
@@ -145,7 +134,7 @@ def test_dispatch_scheduled_now_whatever_scheduled_at(
     assert stored.expires_at == NOW + timedelta(hours=4), "an operator's now restarts expiry"
     assert stored.attempt_in_flight is False
     assert stored.dispatch_round == 1
-    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
+    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [[cb.id]])]
     last = events(pg_sessions, cb.id)[-1]
     assert (last.from_status, last.to_status, last.actor) == (
         "scheduled",
@@ -170,7 +159,7 @@ def test_dispatch_failed_is_an_operators_retry_with_a_new_idempotency_key(
     assert stored.idempotency_key != old_key
     assert stored.attempt_in_flight is False
     assert stored.lease_expires_at == NOW + timedelta(seconds=300)
-    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
+    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [[cb.id]])]
     last = events(pg_sessions, cb.id)[-1]
     assert (last.from_status, last.to_status) == ("failed", "dispatching")
     assert last.detail["retry_of"] == "gave up"

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.api.conftest import Keys, bearer
 from tests.support.factories import make_callback
 from worker.api.app import create_app
-from worker.celery_app import create_celery
+from worker.celery.config import publisher
 from worker.db.engine import make_engine, make_sessions
 from worker.db.models import Callback, CallbackEvent
 from worker.settings import Settings
@@ -26,7 +26,7 @@ CLOSED_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/none"
 @pytest.fixture
 def broker_down_client(pg_url: str, pg_sessions: sessionmaker[Session]) -> TestClient:
     settings = Settings(database_url=pg_url, broker_url=CLOSED_REDIS)
-    celery = create_celery(settings)
+    celery = publisher(settings)
     # Keep the test short: one quick publish try instead of the production retries.
     celery.conf.task_publish_retry_policy = {"max_retries": 0}
     return TestClient(create_app(settings, sessions=pg_sessions, celery=celery))

@@ -9,11 +9,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.conftest import Keys, bearer
-from tests.integration.api.test_actions import events, row
+from tests.integration.api.test_actions import row
 from tests.support.broker import queued_dispatches
 from tests.support.factories import make_callback
+from tests.support.history import events
+from worker.serializer import callback_view
 from worker.status import Status
-from worker.views import callback_view
 
 UNKNOWN_CAUSES = [
     # the reaper's, the worker's for a dialer error, and retries exhausted after a timeout
@@ -55,7 +56,7 @@ def test_unknown_outcome_with_force_is_dispatched_and_recorded_as_forced(
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "dispatching"
     assert row(pg_sessions, cb.id).dispatch_round == 2
-    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [cb.id])]
+    assert queued_dispatches(api_redis_url) == [("callbacks.dispatch_claimed", [[cb.id]])]
     last = events(pg_sessions, cb.id)[-1]
     assert last.detail["forced"] is True
     assert last.detail["retry_of"] == UNKNOWN_CAUSES[0]

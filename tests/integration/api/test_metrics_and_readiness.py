@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,6 @@ from tests.support.factories import T0, make_callback
 from worker.api.app import create_app
 from worker.api.broker import celery_probe
 from worker.api.routes.metrics import STATE_TTL
-from worker.celery_app import CallbacksCelery
 from worker.settings import Settings
 
 TOKEN = "metrics-token-0123456789abcdef"  # noqa: S105  # a test value
@@ -50,7 +50,7 @@ def test_metrics_are_public_when_no_token_is_set(client: TestClient) -> None:
 def test_metrics_want_the_bearer_token_when_one_is_set(
     api_settings: Settings,
     pg_sessions: sessionmaker[Session],
-    celery_app: CallbacksCelery,
+    celery_app: Celery,
     clock: FixedClock,
     keys: Keys,
 ) -> None:
@@ -106,7 +106,7 @@ def test_the_backlog_is_read_once_per_ttl_however_many_scrapes(
 def test_readyz_checks_at_most_once_a_second(
     api_settings: Settings,
     pg_sessions: sessionmaker[Session],
-    celery_app: CallbacksCelery,
+    celery_app: Celery,
     clock: FixedClock,
 ) -> None:
     probe = celery_probe(celery_app)
@@ -129,9 +129,7 @@ def test_readyz_checks_at_most_once_a_second(
     probe.close()
 
 
-def test_the_broker_probe_keeps_one_connection(
-    celery_app: CallbacksCelery, api_redis_url: str
-) -> None:
+def test_the_broker_probe_keeps_one_connection(celery_app: Celery, api_redis_url: str) -> None:
     probe = celery_probe(celery_app)
     server = redis.Redis.from_url(api_redis_url)
     try:

@@ -22,7 +22,8 @@ from tests.support.provider import Provider
 from worker.claims import claim_due
 from worker.db.models import Callback
 from worker.dialer.speko import SpekoDialer
-from worker.dispatch import Dispatcher, DispatchPolicy, dispatch
+from worker.dispatch import Dispatcher, dispatch
+from worker.policy import DispatchPolicy
 from worker.status import Status
 
 ROUNDS = 15
@@ -135,7 +136,7 @@ def test_cancel_vs_dispatch(
         outcomes.append((cb_id, c.status_code == 200))
     cancelled = {i for i, won in outcomes if won}
     dispatched = {i for i, won in outcomes if not won}
-    queued = [args[0] for _, args in queued_dispatches(api_redis_url)]
+    queued = [cb_id for _, ((cb_id,),) in queued_dispatches(api_redis_url)]
     assert set(queued) == dispatched
     # Deliver every message (plus a stray one for each cancelled callback).
     for cb_id in queued + sorted(cancelled):

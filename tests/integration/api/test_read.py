@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.api.conftest import Keys, bearer
 from tests.support.factories import T0, make_callback
 from worker.db.models import Callback
+from worker.serializer import callback_view
 from worker.status import Status
-from worker.views import callback_view
 
 FIELDS = {
     "id", "organization_id", "source_session_id", "created_session_id", "agent_id",

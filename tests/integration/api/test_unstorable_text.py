@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.api.conftest import Keys, bearer
 from tests.support.factories import make_callback
-from worker.celery_app import create_celery
+from worker.celery.app import create_celery
 from worker.cli.main import main
 from worker.db.models import Callback, CallbackEvent
 from worker.settings import Settings

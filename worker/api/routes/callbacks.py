@@ -1,4 +1,4 @@
-"""``/v1/callbacks``: list, get, cancel, dispatch — thin adapters over :mod:`worker.admin`."""
+"""``/v1/callbacks``: list, get, cancel, dispatch — thin adapters over :mod:`worker.actions`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from worker import admin
+from worker import actions
 from worker.api import reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
 from worker.api.deps import Context
 from worker.api.errors import ValidationFailed
+from worker.serializer import callback_view
 from worker.status import Status
 from worker.validation import StorableStr
-from worker.views import callback_view
 
 router = APIRouter(prefix="/v1/callbacks")
 
@@ -96,12 +96,12 @@ def cancel_callback(
     body: Annotated[CancelBody, Depends(cancel_body)],
 ) -> JSONResponse:
     with ctx.sessions.begin() as session:
-        cb = admin.cancel(
+        cb = actions.cancel(
             session,
             caller.organization_id,
             id,
             now=ctx.clock.now(),
-            actor=admin.actor_for(caller.id),
+            actor=actions.actor_for(caller.id),
             reason=body.reason,
         )
         return JSONResponse(callback_view(cb))
@@ -130,13 +130,13 @@ async def dispatch_force(request: Request, _: Caller) -> bool:
 def dispatch_callback(
     id: str, caller: Caller, ctx: Context, force: Annotated[bool, Depends(dispatch_force)]
 ) -> JSONResponse:
-    cb = admin.dispatch_now(
+    cb = actions.dispatch_now(
         ctx.sessions,
         ctx.clock,
         ctx.publish,
         caller.organization_id,
         id,
-        actor=admin.actor_for(caller.id),
+        actor=actions.actor_for(caller.id),
         lease=ctx.claim_lease,
         lateness=ctx.lateness,
         force=force,

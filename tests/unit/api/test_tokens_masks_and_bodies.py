@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from worker.admin import actor_for, mask_number, storable
+from worker.actions import actor_for, mask_number, storable
 from worker.api.auth import bearer_token
 from worker.api.routes.callbacks import CancelBody
 from worker.apikeys import TOKEN_PREFIX, hash_token, new_token

@@ -23,7 +23,7 @@ from sqlalchemy import String, TextClause, bindparam, text
 from sqlalchemy.sql.selectable import TextualSelect
 
 from worker.db.types import UTCDateTime
-from worker.pacing import UNLIMITED, Pacing
+from worker.pacing.limits import UNLIMITED, Pacing
 
 _PG_ORGS = """
 orgs(org) AS (

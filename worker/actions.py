@@ -1,8 +1,9 @@
-"""What the admin API does to callbacks, without HTTP: list, get, cancel, dispatch.
+"""Manual actions on callbacks, without HTTP: list, get, cancel, dispatch (the admin API's
+service).
 
 Every function is scoped to one organization: another organization's callback is
 :class:`CallbackNotFound`, exactly like a missing one (invariant 8). Every status change
-is one conditional write through :func:`worker.transitions.transition`, recorded with
+is one move of :mod:`worker.lifecycle`, recorded with
 the acting key (``api:<key id>``) and, for a cancel, the reason.
 """
 
@@ -16,11 +17,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.claims import claim_now
+from worker import lifecycle
 from worker.clock import Clock
 from worker.db.models import Callback
+from worker.lifecycle import may_have_rung
 from worker.status import Status
-from worker.transitions import transition
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,6 @@ class StatusConflict(Exception):
         super().__init__(f"cannot {action} a callback that is {current}")
         self.action = action
         self.current = current
-
-
-OUTCOME_UNKNOWN = "outcome unknown"
-"""How every failure cause that means "the call may have been placed" begins."""
-
-
-def may_have_rung(failure_cause: str | None) -> bool:
-    """Whether a failed callback's last attempt may have placed a call after all."""
-    return bool(failure_cause and failure_cause.startswith(OUTCOME_UNKNOWN))
 
 
 class UnconfirmedRedial(Exception):
@@ -169,16 +161,13 @@ def cancel(
     if not storable(callback_id):
         raise CallbackNotFound(callback_id)
     for _ in range(RACE_RETRIES):
-        cb = transition(
+        cb = lifecycle.cancel(
             session,
             callback_id,
-            expected=Status.SCHEDULED,
-            target=Status.CANCELLED,
+            organization_id=organization_id,
             now=now,
             actor=actor,
-            detail={"reason": reason},
-            values={"cancelled_at": now, "lease_expires_at": None},
-            guards=[Callback.organization_id == organization_id],
+            reason=reason,
         )
         if cb is not None:
             log.info("callback %s (to %s) cancelled by %s", cb.id, mask_number(cb.to_number), actor)
@@ -220,41 +209,28 @@ def claim_for_dispatch(
     only with ``force``: :class:`UnconfirmedRedial` otherwise.
     """
     # An operator asked for it now: its expiry restarts from now, as for the manual task.
-    expires_at = None if lateness is None else now + lateness
-    claim = {"lease_expires_at": now + lease, "attempt_in_flight": False, "expires_at": expires_at}
+    claim = lifecycle.Claim(now, lease, actor, None if lateness is None else now + lateness)
     for _ in range(RACE_RETRIES):
         current = _peek(session, organization_id, callback_id)
         previous = Status(current.status)
         previous_round, previous_cause = current.dispatch_round, current.failure_cause
         if previous == Status.SCHEDULED:
-            cb = claim_now(
-                session,
-                callback_id,
-                now=now,
-                lease=lease,
-                actor=actor,
-                expires_at=expires_at,
-                organization_id=organization_id,
-                via="api",
+            cb = lifecycle.claim_one(
+                session, callback_id, claim, organization_id=organization_id, via="api"
             )
         elif previous == Status.FAILED and may_have_rung(previous_cause) and not force:
             raise UnconfirmedRedial(callback_id, str(previous_cause))
         elif previous == Status.FAILED:
             # The cause and round read above are only kept for an undo; the write is
             # still conditional on both, so a change in between makes it miss, not clobber.
-            cb = transition(
+            cb = lifecycle.reclaim_failed(
                 session,
                 callback_id,
-                expected=Status.FAILED,
-                target=Status.DISPATCHING,
-                now=now,
-                actor=actor,
-                detail={"via": "api", "retry_of": previous_cause, "forced": force or None},
-                values={**claim, "dispatch_round": previous_round + 1, "failure_cause": None},
-                guards=[
-                    Callback.organization_id == organization_id,
-                    Callback.dispatch_round == previous_round,
-                ],
+                claim,
+                organization_id=organization_id,
+                dispatch_round=previous_round,
+                retry_of=previous_cause,
+                force=force,
             )
         else:
             raise StatusConflict("dispatch", previous)
@@ -265,32 +241,16 @@ def claim_for_dispatch(
 
 def undo_claim(session: Session, claimed: Claimed, *, now: datetime, actor: str) -> bool:
     """Put a claim whose message was never sent back as it was, if no attempt started."""
-    cb = claimed.callback
-    restore: dict[str, object] = {
-        "lease_expires_at": None,
-        "expires_at": claimed.previous_expires_at,
-    }
-    if claimed.previous == Status.FAILED:
-        restore |= {
-            "dispatch_round": claimed.previous_round,
-            "failure_cause": claimed.previous_failure_cause,
-        }
-    undone = transition(
+    return lifecycle.undo_claim(
         session,
-        cb.id,
-        expected=Status.DISPATCHING,
-        target=claimed.previous,
+        claimed.callback,
+        back_to=claimed.previous,
+        expires_at=claimed.previous_expires_at,
+        dispatch_round=claimed.previous_round,
+        failure_cause=claimed.previous_failure_cause,
         now=now,
         actor=actor,
-        detail={"why": "broker unreachable: dispatch message not sent"},
-        values=restore,
-        guards=[
-            Callback.attempt_in_flight.is_(False),
-            Callback.attempts == cb.attempts,
-            Callback.dispatch_round == cb.dispatch_round,
-        ],
     )
-    return undone is not None
 
 
 def dispatch_now(

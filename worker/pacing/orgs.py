@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.db.models import OrgConfig
-from worker.pacing import Pacing
-from worker.windows import Window, format_days, hhmm
+from worker.pacing.limits import Pacing
+from worker.pacing.windows import Window, format_days, hhmm
 
 
 def days_to_mask(days: Iterable[int]) -> int:

@@ -1,4 +1,7 @@
-"""Creating callbacks: the one service function behind the CLI, the task and the API."""
+"""Creating callbacks: the one service function (:func:`schedule`) behind
+``callbacks schedule`` (flags or a JSON-lines file), the ``callbacks.schedule`` Celery
+task the analysis pipeline calls, and the embedded demo. The admin API does not create
+callbacks."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from worker import lifecycle
 from worker.db.models import Callback
 from worker.durations import say_duration
 from worker.ids import new_callback_id
-from worker.status import Status
-from worker.transitions import record
 from worker.validation import InvalidCallback, NewCallback
 
 DEFAULT_LATENESS = timedelta(hours=4)
@@ -150,7 +152,7 @@ def schedule(
         fresh.append(item)
         fresh_labels.append(label)
     refuse_expired(fresh, now=now, lateness=lateness, labels=fresh_labels)
-    rows = [
+    fields = [
         {
             "id": new_callback_id(),
             "organization_id": item.organization_id,
@@ -160,32 +162,18 @@ def schedule(
             "to_number": item.to_number,
             "from_number": item.from_number,
             "scheduled_at": item.scheduled_at,
-            "due_at": item.scheduled_at,
             "expires_at": expiry(item, lateness),
-            "status": Status.SCHEDULED,
             "reason": item.reason,
             "instructions": item.instructions,
             "summary": item.summary,
             "pipeline_config": item.pipeline_config,
             "metadata_": item.metadata,
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-            "attempt_in_flight": False,
-            "dispatch_round": 1,
             "creation_key": item.idempotency_key,
             "creation_fingerprint": fingerprint(item) if item.idempotency_key else None,
         }
         for item in fresh
     ]
-    created: list[Callback] = []
-    if rows:
-        created = list(
-            session.scalars(
-                insert(Callback).returning(Callback, sort_by_parameter_order=True), rows
-            )
-        )
-        record(session, [c.id for c in created], None, Status.SCHEDULED, now, actor)
+    created = lifecycle.create(session, fields, now=now, actor=actor)
     by_key = dict(existing)
     for cb in created:
         if cb.creation_key:

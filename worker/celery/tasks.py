@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from celery import Celery
+
+from worker.creation import schedule
 from worker.dispatch import dispatch, dispatch_many
 from worker.poller import poll
 from worker.reaper import reap
-from worker.scheduling import schedule
+from worker.runtime import Runtime
 from worker.validation import InvalidCallback, parse_new_callbacks
-
-if TYPE_CHECKING:
-    from worker.celery_app import CallbacksCelery
 
 log = logging.getLogger(__name__)
 
 
-def register(app: CallbacksCelery) -> None:
+def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
+    """Define the tasks on ``app``; ``runtime`` hands out the process's parts (built on
+    first use, after a prefork child has forked)."""
+
     @app.task(name="callbacks.dispatch_claimed", shared=False)
     def dispatch_claimed(callback_ids: str | list[str]) -> dict[str, str]:
-        """Internal: claimed callbacks to dial, a batch from the poller or one id (the API)."""
+        """Internal: a list of claimed callbacks to dial (the poller's batch, the API's one).
+
+        A bare id is the API's message of the previous release: still accepted for this
+        release, so messages queued across an upgrade are dialed; to be removed after it.
+        """
         ids = [callback_ids] if isinstance(callback_ids, str) else callback_ids
-        results = dispatch_many(app.runtime.dispatcher, ids)
+        results = dispatch_many(runtime().dispatcher, ids)
         return {callback_id: result.value for callback_id, result in results.items()}
 
     def publish(ids: Sequence[str]) -> None:
         # A message per batch, not per callback: Celery's own cost per task is the floor
         # of a one-message-per-callback design (tests/perf). One producer for them all.
-        size = app.runtime.settings.dispatch_batch_size
+        size = runtime().settings.dispatch_batch_size
         with app.producer_or_acquire() as producer:
             for start in range(0, len(ids), size):
                 batch = list(ids[start : start + size])
@@ -37,12 +44,12 @@ def register(app: CallbacksCelery) -> None:
 
     @app.task(name="callbacks.poll", shared=False)
     def poll_due() -> int:
-        rt = app.runtime
+        rt = runtime()
         return poll(rt.sessions, rt.clock, publish, limits=rt.limits, policy=rt.dispatcher.policy)
 
     @app.task(name="callbacks.reap", shared=False)
     def reap_stuck() -> dict[str, int]:
-        rt = app.runtime
+        rt = runtime()
         result = reap(rt.sessions, rt.clock, publish, rt.dispatcher.policy)
         return {what: len(ids) for what, ids in vars(result).items()}
 
@@ -56,7 +63,7 @@ def register(app: CallbacksCelery) -> None:
         outcome is unknown, and so needs a confirmed ``force``, is the API's question.
         """
         return dispatch(
-            app.runtime.dispatcher,
+            runtime().dispatcher,
             callback_id,
             manual=True,
             actor="manual",
@@ -67,7 +74,7 @@ def register(app: CallbacksCelery) -> None:
     def schedule_callbacks(callbacks: dict[str, Any] | list[dict[str, Any]]) -> list[str]:
         """For the analysis pipeline: one callback (object) or several (list), all or nothing."""
         items = callbacks if isinstance(callbacks, list) else [callbacks]
-        rt = app.runtime
+        rt = runtime()
         try:
             new = parse_new_callbacks((f"callback {i}", raw) for i, raw in enumerate(items))
         except InvalidCallback as exc:

@@ -1,11 +1,11 @@
 """Pacing: how fast and how much each organization (and number) may dial.
 
 - Concurrency caps (per organization, per ``phone_number_id``) count callbacks in
-  ``dispatching``; the claim never takes more than the room left (:mod:`worker.fairness`).
+  ``dispatching``; the claim never takes more than the room left (:mod:`worker.pacing.fairness`).
 - The dial rate is a token bucket per organization (``org_pacing``): it refills at
   ``max_dials_per_minute / 60`` per second up to a burst of 5 seconds' worth (at least 1);
   the claim takes no more than the tokens left, then :func:`charge` spends them.
-- A 429 from the provider puts a hold (:mod:`worker.holds`) on the organization, or on the
+- A 429 from the provider puts a hold (:mod:`worker.pacing.holds`) on the organization, or on the
   number, for its ``Retry-After``; the claim skips held scopes.
 """
 
@@ -20,9 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback, OrgConfig, OrgPacing
-from worker.holds import set_hold
-from worker.settings import Settings
-from worker.windows import DAY_MINUTES, Window
+from worker.pacing.holds import set_hold
+from worker.pacing.windows import DAY_MINUTES, Window
 
 UNLIMITED = 1_000_000_000
 MAX_PAUSE = timedelta(hours=1)
@@ -33,7 +32,8 @@ class Pacing:
     """Defaults for every organization (``org_configs`` overrides them). 0 = unlimited.
 
     The bare ``Pacing()`` paces nothing (always open, no caps); the worker's runtime builds
-    its own from the settings (:func:`pacing_from_settings`: 08:00-21:00, caps).
+    its own from the settings (:func:`worker.runtime.pacing_from_settings`: 08:00-21:00,
+    caps).
     """
 
     window: Window = field(default_factory=lambda: Window(0, DAY_MINUTES))
@@ -107,23 +107,22 @@ def charge(session: Session, counts: Mapping[str, int], *, now: datetime, pacing
         )
 
 
-@dataclass(frozen=True)
-class Pause:
-    scope: str
-    wait: timedelta
+def pause_wait(retry_after: float | None, pacing: Pacing) -> timedelta:
+    """How long a 429 pauses: its ``Retry-After`` (else the default), 1 s to 1 hour."""
+    wait = timedelta(seconds=retry_after) if retry_after else pacing.rate_limited_pause
+    return min(max(wait, timedelta(seconds=1)), MAX_PAUSE)
 
 
 def pause_for_rate_limit(
     session: Session,
     callback: Callback,
-    retry_after: float | None,
+    wait: timedelta,
     *,
     now: datetime,
     pacing: Pacing,
-) -> Pause:
-    """The provider said 429: hold the organization (or number) for its ``Retry-After``."""
-    wait = timedelta(seconds=retry_after) if retry_after else pacing.rate_limited_pause
-    wait = min(max(wait, timedelta(seconds=1)), MAX_PAUSE)
+) -> str:
+    """The provider said 429: hold the organization (or number) for ``wait``; returns the
+    scope held."""
     if pacing.rate_limited_scope == "number" and callback.phone_number_id:
         scope = number_scope(callback.organization_id, callback.phone_number_id)
     else:
@@ -135,20 +134,4 @@ def pause_for_rate_limit(
         reason=f"provider answered 429 (rate limited) to callback {callback.id}",
         now=now,
     )
-    return Pause(scope, wait)
-
-
-def pacing_from_settings(settings: Settings) -> Pacing:
-    return Pacing(
-        window=Window.parse(
-            settings.calling_window_start,
-            settings.calling_window_end,
-            settings.calling_window_days,
-        ),
-        fallback_timezone=settings.calling_fallback_timezone,
-        max_concurrent=settings.max_concurrent_per_org,
-        max_concurrent_per_number=settings.max_concurrent_per_number,
-        max_dials_per_minute=settings.max_dials_per_minute_per_org,
-        rate_limited_pause=timedelta(seconds=settings.rate_limited_pause),
-        rate_limited_scope=settings.rate_limited_scope,
-    )
+    return scope

@@ -1,60 +1,59 @@
-"""The Celery app factory: broker, queues, schedule and the reasons for each setting."""
+"""The Celery configuration, with the reasons for each setting; and the bare app the admin
+API uses to send messages (by task name: it needs the broker, not the worker's tasks)."""
 
 from __future__ import annotations
 
-import logging
-import threading
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init
 from kombu import Exchange, Queue
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
-from worker import metrics
-from worker.clock import SystemClock
-from worker.db.engine import make_engine, make_sessions
-from worker.embedded_broker import POLLING_INTERVAL as EMBEDDED_POLLING_INTERVAL
-from worker.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
-from worker.embedded_broker import transport_options as embedded_broker_options
-from worker.logs import configure_logging
-from worker.runtime import Runtime, build_runtime, require_dialer
+from worker.celery.embedded_broker import POLLING_INTERVAL as EMBEDDED_POLLING_INTERVAL
+from worker.celery.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
+from worker.celery.embedded_broker import create_folders
+from worker.celery.embedded_broker import transport_options as embedded_broker_options
 from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
 
 
-class CallbacksCelery(Celery):
-    """A Celery app that carries its settings and builds its runtime on first use."""
+def _broker_folder(settings: Settings) -> Path | None:
+    """Where the embedded file-backed broker keeps its messages (``None``: not that one)."""
+    if not settings.effective_broker_url.startswith("filesystem"):
+        return None
+    return (settings.data_dir / "broker").resolve()
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__("worker", **kwargs)
-        self.settings = settings
-        self._runtime: Runtime | None = None
-        self._runtime_lock = threading.Lock()
 
-    @property
-    def runtime(self) -> Runtime:
-        # Lazily, so a prefork child builds its own engine and HTTP pool after the fork.
-        if self._runtime is None:
-            with self._runtime_lock:
-                if self._runtime is None:
-                    self._runtime = build_runtime(self.settings)
-        return self._runtime
+def prepare_broker(settings: Settings) -> None:
+    """Create the file-backed broker's folders, if that is the broker: when an app is
+    built to be used, never when a module is imported."""
+    folder = _broker_folder(settings)
+    if folder is not None:
+        create_folders(folder)
+
+
+def publisher(settings: Settings) -> Celery:
+    """A Celery app that only sends messages by task name: no tasks, no signals."""
+    prepare_broker(settings)
+    app = Celery("worker")
+    app.config_from_object(celery_config(settings))
+    return app
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
     transport_options: dict[str, Any]
     embedded_broker: dict[str, Any] = {}
-    if settings.effective_broker_url.startswith("filesystem"):
+    folder = _broker_folder(settings)
+    if folder is not None:
         transport_options = {
-            **embedded_broker_options(settings.data_dir / "broker"),
+            **embedded_broker_options(folder),
             "polling_interval": EMBEDDED_POLLING_INTERVAL,
         }
         # kombu's own filesystem transport can hand a reader a half-written message
-        # (worker.embedded_broker): ours writes atomically and takes exactly once.
+        # (worker.celery.embedded_broker): ours writes atomically and takes exactly once.
         embedded_broker = {
             "broker_transport": EMBEDDED_TRANSPORT,
             # One local worker: no remote-control (pidbox) queue left behind in the folder.
@@ -133,68 +132,3 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def _queue(name: str) -> Queue:
     # Each queue its own exchange and key, so a route to one never lands in the other.
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
-
-
-def create_celery(settings: Settings) -> CallbacksCelery:
-    from worker import tasks
-
-    app = CallbacksCelery(settings)
-    app.config_from_object(celery_config(settings))
-    tasks.register(app)
-    _refuse_without_dialer(app)
-    _configure_logging(settings)
-    _serve_metrics(settings)
-    return app
-
-
-def _refuse_without_dialer(app: CallbacksCelery) -> None:
-    """A worker or beat with no provider outside the embedded mode stops at start-up,
-    naming SPEKO_API_URL (the runtime checks again, should a process skip these signals).
-    Sending tasks (``celery -A worker call``) and the API need no dialer."""
-
-    def check(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is app:
-            require_dialer(app.settings)
-
-    worker_init.connect(check, weak=False)
-    beat_init.connect(check, weak=False)
-
-
-def _serve_metrics(settings: Settings) -> None:
-    def start(**_: Any) -> None:
-        if settings.metrics_port is None:
-            return
-        registry = CollectorRegistry()
-        if metrics.multiprocess_dir():
-            # prefork: every child writes its samples to files there; sum them on scrape.
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        else:
-            registry = REGISTRY
-        # Its own small engine: the pool's children must never inherit this one.
-        engine = make_engine(settings.effective_database_url, pool_size=1)
-        registry.register(metrics.StateCollector(make_sessions(engine), SystemClock()))
-        try:
-            start_http_server(settings.metrics_port, registry=registry)
-        except OSError as exc:  # metrics must never stop callbacks from being placed
-            logging.getLogger(__name__).error(
-                "metrics: cannot listen on port %s: %s", settings.metrics_port, exc
-            )
-
-    worker_init.connect(start, weak=False)
-
-
-# Lines Celery writes at INFO for every task and every beat tick: with a poll a second,
-# two to three lines a second that say nothing. Their failures are WARNING and above, so
-# they still show; LOG_LEVEL=DEBUG shows everything.
-ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
-
-
-def _configure_logging(settings: Settings) -> None:
-    def ours(**_: Any) -> None:
-        # Having a receiver makes Celery leave logging to us: JSON or console per settings.
-        configure_logging(settings)
-        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-            for name in ROUTINE_LOGGERS:
-                logging.getLogger(name).setLevel(logging.WARNING)
-
-    setup_logging.connect(ours, weak=False)

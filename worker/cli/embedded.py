@@ -1,6 +1,6 @@
 """``callbacks run``: the whole product on one machine with nothing but Python.
 
-Migrates the database, then runs three supervised children (:mod:`worker.supervisor`):
+Migrates the database, then runs three supervised children (:mod:`worker.cli.supervisor`):
 a Celery worker, beat, and the admin API (the same commands the Procfile runs). It says
 what it serves and where its data lives; the children's logs show each callback's
 progress. SIGINT (Ctrl-C) and SIGTERM stop it the same way and it exits 0; a child that
@@ -24,18 +24,17 @@ from types import FrameType
 from sqlalchemy import select
 
 from worker.cli.api_commands import default_port
-from worker.clock import SystemClock
+from worker.cli.context import CliContext, cli_context
+from worker.cli.supervisor import Child, ChildFailed, Supervisor, child_env, describe_exit
+from worker.creation import schedule
 from worker.db import migrate as migrations
-from worker.db.engine import make_engine, make_sessions
 from worker.db.models import Callback
-from worker.orgs import set_window
+from worker.pacing.orgs import set_window
+from worker.pacing.windows import DAY_MINUTES, Window
 from worker.redact import redact_url, redactor_for
-from worker.scheduling import schedule
 from worker.settings import Settings
 from worker.status import SETTLED
-from worker.supervisor import Child, ChildFailed, Supervisor, child_env, describe_exit
 from worker.validation import NewCallback
-from worker.windows import DAY_MINUTES, Window
 
 DEMO_DEADLINE = 120.0
 STOP_TIMEOUT = 60.0
@@ -164,9 +163,12 @@ def run_embedded(settings: Settings, *, demo: bool) -> int:
 
 
 def _demo(settings: Settings, supervisor: Supervisor, stop: StopRequest) -> bool:
-    engine = make_engine(settings.effective_database_url)
-    sessions = make_sessions(engine)
-    now = SystemClock().now()
+    with cli_context(settings) as ctx:
+        return _watch_demo(ctx, supervisor, stop)
+
+
+def _watch_demo(ctx: CliContext, supervisor: Supervisor, stop: StopRequest) -> bool:
+    sessions, now = ctx.sessions, ctx.clock.now()
     new = [
         NewCallback(
             organization_id="org_demo",
@@ -179,25 +181,22 @@ def _demo(settings: Settings, supervisor: Supervisor, stop: StopRequest) -> bool
     with sessions.begin() as session:
         # The demo runs at any hour: its organization may be called around the clock.
         set_window(session, "org_demo", Window(0, DAY_MINUTES), None, now=now)
-        created = schedule(session, new, now=now, actor="cli", lateness=settings.lateness)
+        created = schedule(session, new, now=now, actor="cli", lateness=ctx.settings.lateness)
         ids = [cb.id for cb in created]
     print(f"demo: scheduled {len(ids)} callbacks a few seconds ahead: {', '.join(ids)}", flush=True)
     seen: dict[str, str] = {}
     deadline = time.monotonic() + DEMO_DEADLINE
-    try:
-        while time.monotonic() < deadline and not stop.wait(0.2):
-            supervisor.check()
-            with sessions() as session:
-                rows = session.scalars(select(Callback).where(Callback.id.in_(ids))).all()
-            for cb in rows:
-                if seen.get(cb.id) != cb.status:
-                    seen[cb.id] = cb.status
-                    print(f"demo: {cb.id} is {cb.status}", flush=True)
-            if len(rows) == len(ids) and all(cb.status in SETTLED for cb in rows):
-                print(json.dumps({cb.id: cb.status for cb in rows}), flush=True)
-                return True
-        if not stop.event.is_set():
-            print("demo: not every callback was placed in time", file=sys.stderr, flush=True)
-        return False
-    finally:
-        engine.dispose()
+    while time.monotonic() < deadline and not stop.wait(0.2):
+        supervisor.check()
+        with sessions() as session:
+            rows = session.scalars(select(Callback).where(Callback.id.in_(ids))).all()
+        for cb in rows:
+            if seen.get(cb.id) != cb.status:
+                seen[cb.id] = cb.status
+                print(f"demo: {cb.id} is {cb.status}", flush=True)
+        if len(rows) == len(ids) and all(cb.status in SETTLED for cb in rows):
+            print(json.dumps({cb.id: cb.status for cb in rows}), flush=True)
+            return True
+    if not stop.event.is_set():
+        print("demo: not every callback was placed in time", file=sys.stderr, flush=True)
+    return False

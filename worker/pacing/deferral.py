@@ -21,12 +21,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker import lifecycle
 from worker.db.models import Callback
-from worker.orgs import OrgRules, rules_for
-from worker.pacing import Pacing
-from worker.status import Status
-from worker.transitions import transition
-from worker.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
+from worker.pacing.limits import Pacing
+from worker.pacing.orgs import OrgRules, rules_for
+from worker.pacing.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +81,16 @@ def verdict(
 def _defer(
     session: Session, row: Any, d: Deferral, *, now: datetime, actor: str
 ) -> Callback | None:
-    values: dict[str, Any] = {"due_at": d.until, "lease_expires_at": None}
-    if row.expires_at is not None:
+    expires_at = row.expires_at
+    if expires_at is not None:
         # The wait from now to the opening, not from scheduled_at: time already lost (a
         # backlog, an earlier deferral already counted) is never granted twice.
-        values["expires_at"] = row.expires_at + (d.until - now)
-    return transition(
+        expires_at = expires_at + (d.until - now)
+    return lifecycle.defer(
         session,
         row.id,
-        expected=Status.DISPATCHING,
-        target=Status.SCHEDULED,
+        until=d.until,
+        expires_at=expires_at,
         now=now,
         actor=actor,
         detail={
@@ -100,8 +99,6 @@ def _defer(
             "zones": d.zones,
             "zone_from": d.zone_source,
         },
-        values=values,
-        guards=[Callback.attempt_in_flight.is_(False)],
     )
 
 

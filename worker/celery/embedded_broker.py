@@ -18,7 +18,7 @@ atomic on POSIX within one file system), a consumer takes a message by renaming 
 its own folder on the same file system (exactly one rename wins), and a file that still
 cannot be decoded (one left by an older version) is set aside and logged, never fatal.
 
-Celery selects it with ``broker_transport = "embedded"`` (``worker.celery_app``); the
+Celery selects it with ``broker_transport = "embedded"`` (``worker.celery.config``); the
 URL stays ``filesystem://``.
 """
 
@@ -184,20 +184,26 @@ class Transport(filesystem.Transport):
         return {"port": self.default_port}
 
 
+_FOLDERS = {
+    "data_folder_in": "queue",
+    "data_folder_out": "queue",
+    "processed_folder": "taken",
+    "rejected_folder": "rejected",
+    "temp_folder": "tmp",
+    "control_folder": "control",
+}
+
+
 def transport_options(folder: Path) -> dict[str, str]:
-    """The folders, all on one file system so every rename is atomic."""
+    """The folders, all on one file system so every rename is atomic (made by
+    :func:`create_folders`, when an app is built to be used)."""
     folder = folder.resolve()
-    names = {
-        "data_folder_in": "queue",
-        "data_folder_out": "queue",
-        "processed_folder": "taken",
-        "rejected_folder": "rejected",
-        "temp_folder": "tmp",
-        "control_folder": "control",
-    }
-    for sub in set(names.values()):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    return {key: str(folder / sub) for key, sub in names.items()}
+    return {key: str(folder / sub) for key, sub in _FOLDERS.items()}
+
+
+def create_folders(folder: Path) -> None:
+    for sub in set(_FOLDERS.values()):
+        (folder.resolve() / sub).mkdir(parents=True, exist_ok=True)
 
 
 POLLING_INTERVAL = 0.2

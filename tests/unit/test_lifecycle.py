@@ -1,0 +1,34 @@
+"""The named moves and the status table agree: every allowed transition has a move, and
+no move makes a transition the table does not allow."""
+
+from worker import lifecycle
+from worker.status import ALLOWED, Status
+
+TABLE = {(current, target) for current, targets in ALLOWED.items() for target in targets}
+
+
+def _edges() -> set[tuple[Status | None, Status]]:
+    return {edge for move in lifecycle.MOVES.values() for edge in move.edges}
+
+
+def test_the_moves_make_exactly_the_transitions_the_status_table_allows() -> None:
+    changes = {(a, b) for a, b in _edges() if a is not None and a != b}
+    assert changes == TABLE
+
+
+def test_only_creation_starts_a_callback_and_it_starts_scheduled() -> None:
+    assert {(a, b) for a, b in _edges() if a is None} == {(None, Status.SCHEDULED)}
+    assert lifecycle.MOVES["create"].edges == {(None, Status.SCHEDULED)}
+
+
+def test_changes_within_a_status_happen_only_while_dispatching() -> None:
+    within = {name for name, m in lifecycle.MOVES.items() if any(a == b for a, b in m.edges)}
+    assert within == {"start_attempts", "resend_same_key"}
+    assert all(
+        a == b == Status.DISPATCHING for name in within for a, b in lifecycle.MOVES[name].edges
+    )
+
+
+def test_every_move_is_public_and_registered() -> None:
+    assert set(lifecycle.MOVES) <= set(lifecycle.__all__)
+    assert all(callable(getattr(lifecycle, name)) for name in lifecycle.MOVES)

@@ -1,0 +1,468 @@
+"""Every move a callback can make, one function each: the only writes to ``callbacks``.
+
+Each move names once the status it leaves and the one it reaches, the guards that make
+it safe to race (its compare-and-set) and the columns it sets. Each is one conditional
+write (invariant 2) recorded in the history in the same transaction (invariant 6), by
+the private helpers of :mod:`worker.lifecycle._writes`. The poller, the worker, the
+reaper, the API and the CLI call these; none of them composes a write of its own.
+
+What can happen to a callback, by the status it is in (:data:`MOVES` says it as data):
+
+- (new): :func:`create`
+- ``scheduled``: :func:`claim_due` (poller), :func:`claim_one` (manual or API),
+  :func:`cancel`
+- ``dispatching`` before an attempt: :func:`start_attempts`, :func:`defer` (calling
+  window), :func:`release_unstarted` (message not sent; claim lease ran out),
+  :func:`undo_claim` (the API's send failed), :func:`expire`
+- ``dispatching`` with an attempt in flight: :func:`record_placed`,
+  :func:`reschedule_attempt` (retry wait, 429 pause, key-rejected hold),
+  :func:`fail_attempt`, and once its lease ran out :func:`resend_same_key` or
+  :func:`fail_unknown` (reaper)
+- ``failed``: :func:`reclaim_failed` (an operator's retry, a new dispatch round)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, NamedTuple, TypeVar
+
+from sqlalchemy import ColumnElement, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from worker.db.models import Callback
+from worker.lifecycle._writes import (
+    Change,
+    Moved,
+    RowChange,
+    bulk_transition,
+    record,
+    transition,
+    transition_each,
+    transition_many,
+)
+from worker.status import Status
+
+__all__ = [
+    "MOVES",
+    "OUTCOME_UNKNOWN",
+    "Claim",
+    "Move",
+    "Moved",
+    "Placed",
+    "Reschedule",
+    "attempts_past_lease",
+    "cancel",
+    "claim_due",
+    "claim_one",
+    "create",
+    "defer",
+    "expire",
+    "fail_attempt",
+    "fail_unknown",
+    "may_have_rung",
+    "reclaim_failed",
+    "record_placed",
+    "release_unstarted",
+    "reschedule_attempt",
+    "resend_same_key",
+    "start_attempts",
+    "undo_claim",
+]
+
+Edge = tuple[Status | None, Status]
+
+OUTCOME_UNKNOWN = "outcome unknown"
+"""How every failure cause that means "the call may have been placed" begins."""
+
+
+def may_have_rung(failure_cause: str | None) -> bool:
+    """Whether a failed callback's last attempt may have placed a call after all."""
+    return bool(failure_cause and failure_cause.startswith(OUTCOME_UNKNOWN))
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    edges: frozenset[Edge]
+    """The (from, to) status pairs this move writes; ``None`` is "did not exist"."""
+
+
+MOVES: dict[str, Move] = {}
+"""Every move by name: the status table (:data:`worker.status.ALLOWED`) must be exactly
+the union of their edges (tests/unit/test_lifecycle.py)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _move(*edges: Edge) -> Callable[[F], F]:
+    def register(fn: F) -> F:
+        MOVES[fn.__name__] = Move(fn.__name__, frozenset(edges))
+        return fn
+
+    return register
+
+
+SCHEDULED, DISPATCHING = Status.SCHEDULED, Status.DISPATCHING
+DISPATCHED, CANCELLED, FAILED = Status.DISPATCHED, Status.CANCELLED, Status.FAILED
+
+
+# --- the guards and values the moves share --------------------------------------------
+
+_NO_ATTEMPT = Callback.attempt_in_flight.is_(False)
+"""No attempt in flight: nobody is dialing this row, so it may be moved without a dial."""
+
+
+def _over(**values: Any) -> dict[str, Any]:
+    """What every resolution of an attempt sets, and ``values``."""
+    return {"attempt_in_flight": False, "lease_expires_at": None, **values}
+
+
+def _claimed(now: datetime, lease: timedelta, **values: Any) -> dict[str, Any]:
+    """What every claim sets (leased, no attempt yet), and ``values``."""
+    return {"lease_expires_at": now + lease, "attempt_in_flight": False, **values}
+
+
+def _this_attempt(attempt: int) -> list[ColumnElement[bool]]:
+    """The attempt numbered ``attempt``, still in flight: a late or repeated write for an
+    attempt that was already resolved (or superseded) changes nothing."""
+    return [Callback.attempts == attempt, Callback.attempt_in_flight.is_(True)]
+
+
+def _past_lease(attempt: int, now: datetime) -> list[ColumnElement[bool]]:
+    return [*_this_attempt(attempt), Callback.lease_expires_at <= now]
+
+
+# --- creation --------------------------------------------------------------------------
+
+
+@_move((None, SCHEDULED))
+def create(
+    session: Session, fields: Sequence[Mapping[str, Any]], *, now: datetime, actor: str
+) -> list[Callback]:
+    """Insert callbacks as ``scheduled``, due at their ``scheduled_at``, with their first
+    event. ``fields``: each one's id, content columns and ``expires_at``."""
+    if not fields:
+        return []
+    new = {"status": SCHEDULED, "created_at": now, "updated_at": now, "attempts": 0}
+    new |= {"attempt_in_flight": False, "dispatch_round": 1}
+    rows = [{**f, **new, "due_at": f["scheduled_at"]} for f in fields]
+    returning = insert(Callback).returning(Callback, sort_by_parameter_order=True)
+    created = list(session.scalars(returning, rows))
+    record(session, [c.id for c in created], None, SCHEDULED, now, actor)
+    return created
+
+
+# --- from scheduled --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The terms of a claim someone asked for (a manual or API dispatch): by ``actor`` at
+    ``now``, leased for ``lease``; asked for now, so its expiry restarts (``expires_at``)."""
+
+    now: datetime
+    lease: timedelta
+    actor: str
+    expires_at: datetime | None
+
+
+@_move((SCHEDULED, DISPATCHING))
+def claim_due(
+    session: Session, picked: ColumnElement[str], *, now: datetime, lease: timedelta, actor: str
+) -> list[Moved]:
+    """Claim the picked due rows (``picked``: their ids, from the claim's pick)."""
+    values, guards = _claimed(now, lease), [Callback.id == picked]
+    change = Change(SCHEDULED, DISPATCHING, now, actor, {"via": "poll"}, values, guards)
+    return bulk_transition(session, change)
+
+
+@_move((SCHEDULED, DISPATCHING))
+def claim_one(
+    session: Session,
+    callback_id: str,
+    claim: Claim,
+    *,
+    organization_id: str | None = None,
+    via: str = "manual",
+) -> Callback | None:
+    """Claim one callback whatever its ``due_at`` (a manual or API dispatch).
+
+    ``organization_id`` confines the claim to that organization (the API's tenant guard).
+    """
+    guards = [] if organization_id is None else [Callback.organization_id == organization_id]
+    values = _claimed(claim.now, claim.lease, expires_at=claim.expires_at)
+    detail = {"via": via}
+    change = Change(SCHEDULED, DISPATCHING, claim.now, claim.actor, detail, values, guards)
+    return transition(session, callback_id, change)
+
+
+@_move((SCHEDULED, CANCELLED))
+def cancel(
+    session: Session,
+    callback_id: str,
+    *,
+    organization_id: str,
+    now: datetime,
+    actor: str,
+    reason: str | None,
+) -> Callback | None:
+    """Cancel a ``scheduled`` callback. The claim is conditional on ``scheduled`` too, so
+    exactly one of them wins; once a cancel commits, no dial can start."""
+    values = {"cancelled_at": now, "lease_expires_at": None}
+    guards = [Callback.organization_id == organization_id]
+    change = Change(SCHEDULED, CANCELLED, now, actor, {"reason": reason}, values, guards)
+    return transition(session, callback_id, change)
+
+
+# --- from failed -----------------------------------------------------------------------
+
+
+@_move((FAILED, DISPATCHING))
+def reclaim_failed(
+    session: Session,
+    callback_id: str,
+    claim: Claim,
+    *,
+    organization_id: str,
+    dispatch_round: int,
+    retry_of: str | None,
+    force: bool = False,
+    via: str = "api",
+) -> Callback | None:
+    """An operator's retry of a failed callback: claimed again in a new dispatch round,
+    so with a new Idempotency-Key. Conditional on the round the operator saw
+    (``dispatch_round``), so a change in between makes it miss, not clobber; and, unless
+    ``force`` (the operator confirmed no call was placed), on a failure whose outcome is
+    known: one that may have rung the phone is never dialed again unasked."""
+    values = _claimed(claim.now, claim.lease, expires_at=claim.expires_at, failure_cause=None)
+    values["dispatch_round"] = dispatch_round + 1
+    guards = [
+        Callback.organization_id == organization_id,
+        Callback.dispatch_round == dispatch_round,
+    ]
+    if not force:
+        known = ~func.coalesce(Callback.failure_cause, "").startswith(OUTCOME_UNKNOWN)
+        guards.append(known)
+    detail = {"via": via, "retry_of": retry_of, "forced": force or None}
+    change = Change(FAILED, DISPATCHING, claim.now, claim.actor, detail, values, guards)
+    return transition(session, callback_id, change)
+
+
+# --- from dispatching, before an attempt -----------------------------------------------
+
+
+@_move((DISPATCHING, SCHEDULED), (DISPATCHING, FAILED))
+def undo_claim(
+    session: Session,
+    claimed: Callback,
+    *,
+    back_to: Status,
+    expires_at: datetime | None,
+    dispatch_round: int,
+    failure_cause: str | None,
+    now: datetime,
+    actor: str,
+) -> bool:
+    """Put a claim whose dispatch message was never sent back as it was (``back_to``, with
+    its earlier expiry, round and cause), if no attempt started on it since."""
+    restore: dict[str, Any] = {"lease_expires_at": None, "expires_at": expires_at}
+    if back_to == FAILED:
+        restore |= {"dispatch_round": dispatch_round, "failure_cause": failure_cause}
+    unchanged = [
+        _NO_ATTEMPT,
+        Callback.attempts == claimed.attempts,
+        Callback.dispatch_round == claimed.dispatch_round,
+    ]
+    detail = {"why": "broker unreachable: dispatch message not sent"}
+    change = Change(DISPATCHING, back_to, now, actor, detail, restore, unchanged)
+    return transition(session, claimed.id, change) is not None
+
+
+@_move((DISPATCHING, SCHEDULED))
+def release_unstarted(
+    session: Session,
+    *,
+    now: datetime,
+    actor: str,
+    why: str,
+    ids: Sequence[str] | None = None,
+    lease_ran_out: bool = False,
+) -> list[str]:
+    """Give claims back (still due) on which no attempt started: the claims ``ids`` (their
+    message could not be sent), or with ``lease_ran_out`` every claim whose lease ran out
+    (its message was lost, or its worker died first)."""
+    if ids is None and not lease_ran_out:
+        raise ValueError("release which claims? give ids, or lease_ran_out=True")
+    guards: list[ColumnElement[bool]] = [_NO_ATTEMPT]
+    if ids is not None:
+        guards.append(Callback.id.in_(ids))
+    if lease_ran_out:
+        guards.append(Callback.lease_expires_at <= now)
+    values = {"lease_expires_at": None}
+    change = Change(DISPATCHING, SCHEDULED, now, actor, {"why": why}, values, guards)
+    return [m.id for m in bulk_transition(session, change)]
+
+
+@_move((DISPATCHING, SCHEDULED))
+def defer(
+    session: Session,
+    callback_id: str,
+    *,
+    until: datetime,
+    expires_at: datetime | None,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> Callback | None:
+    """A claim outside the callee's calling window goes back, due at the window's opening
+    (``until``), its expiry moved to ``expires_at``; never while an attempt is in flight."""
+    values = {"due_at": until, "lease_expires_at": None, "expires_at": expires_at}
+    change = Change(DISPATCHING, SCHEDULED, now, actor, detail, values, [_NO_ATTEMPT])
+    return transition(session, callback_id, change)
+
+
+@_move((DISPATCHING, DISPATCHING))
+def start_attempts(
+    session: Session, callback_ids: Sequence[str], *, now: datetime, lease: timedelta, actor: str
+) -> list[Callback]:
+    """The compare-and-set that makes the caller the only one to dial each attempt: for
+    every claimed row with no attempt in flight and not expired, start the next attempt,
+    leased for ``lease``. Returns the rows started."""
+    values = {"attempt_in_flight": True, "attempts": Callback.attempts + 1, "attempted_at": now}
+    values["lease_expires_at"] = now + lease
+    unexpired = or_(Callback.expires_at.is_(None), Callback.expires_at > now)
+    detail = {"event": "attempt started"}
+    change = Change(DISPATCHING, DISPATCHING, now, actor, detail, values, [_NO_ATTEMPT, unexpired])
+    return transition_many(session, callback_ids, change)
+
+
+@_move((DISPATCHING, FAILED))
+def expire(
+    session: Session, callback_ids: Sequence[str], *, now: datetime, actor: str
+) -> list[str]:
+    """Claims past their ``expires_at`` fail instead of ringing hours late."""
+    guards = [Callback.id.in_(callback_ids), _NO_ATTEMPT, Callback.expires_at <= now]
+    values = _over(failure_cause="expired")
+    change = Change(DISPATCHING, FAILED, now, actor, {"cause": "expired"}, values, guards)
+    return [m.id for m in bulk_transition(session, change)]
+
+
+# --- from dispatching, an attempt in flight --------------------------------------------
+
+
+class Placed(NamedTuple):
+    id: str
+    attempt: int
+    session_id: str | None
+    """The provider's ``sessionId``: becomes ``created_session_id``."""
+
+
+@_move((DISPATCHING, DISPATCHED))
+def record_placed(
+    session: Session,
+    placed: Sequence[Placed],
+    *,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> list[str]:
+    """The attempts ``placed`` placed their calls: ``dispatched``, in one write. Returns the
+    ids that moved (an attempt already resolved elsewhere does not)."""
+    each = [RowChange(p.id, p.attempt, {"created_session_id": p.session_id}) for p in placed]
+    values = _over(dispatched_at=now, failure_cause=None)
+    in_flight = [Callback.attempt_in_flight.is_(True)]
+    change = Change(DISPATCHING, DISPATCHED, now, actor, detail, values, in_flight)
+    return transition_each(session, each, change)
+
+
+class Reschedule(StrEnum):
+    """Why an attempt goes back to ``scheduled``, and so whether it counts."""
+
+    RETRY = "retry"
+    """A transient failure: due again after a wait; the attempt counts."""
+    PAUSE = "pause"
+    """The provider rate-limited us (429): not this callback's fault, the attempt is refunded."""
+    HOLD = "hold"
+    """The provider rejected our own key: not this callback's fault, refunded."""
+
+    @property
+    def refunds_attempt(self) -> bool:
+        return self is not Reschedule.RETRY
+
+
+@_move((DISPATCHING, SCHEDULED))
+def reschedule_attempt(
+    session: Session,
+    callback_id: str,
+    attempt: int,
+    *,
+    why: Reschedule,
+    due_at: datetime,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> bool:
+    """Attempt ``attempt`` did not place the call: due again at ``due_at``."""
+    values = _over(due_at=due_at)
+    if why.refunds_attempt:
+        values["attempts"] = attempt - 1
+    change = Change(DISPATCHING, SCHEDULED, now, actor, detail, values, _this_attempt(attempt))
+    return transition(session, callback_id, change) is not None
+
+
+@_move((DISPATCHING, FAILED))
+def fail_attempt(
+    session: Session,
+    callback_id: str,
+    attempt: int,
+    *,
+    cause: str,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> bool:
+    """Attempt ``attempt`` ended the callback: ``failed`` with ``cause``."""
+    values = _over(failure_cause=cause)
+    change = Change(DISPATCHING, FAILED, now, actor, detail, values, _this_attempt(attempt))
+    return transition(session, callback_id, change) is not None
+
+
+def attempts_past_lease(session: Session, *, now: datetime, limit: int) -> list[tuple[str, int]]:
+    """Attempts in flight whose lease ran out (``(id, attempt)``): of unknown outcome, for
+    :func:`resend_same_key` or :func:`fail_unknown`."""
+    rows = session.execute(
+        select(Callback.id, Callback.attempts)
+        .where(
+            Callback.status == DISPATCHING,
+            Callback.attempt_in_flight.is_(True),
+            Callback.lease_expires_at <= now,
+        )
+        .limit(limit)
+    ).all()
+    return [(row.id, row.attempts) for row in rows]
+
+
+@_move((DISPATCHING, DISPATCHING))
+def resend_same_key(
+    session: Session, callback_id: str, attempt: int, *, now: datetime, lease: timedelta, actor: str
+) -> bool:
+    """An attempt of unknown outcome, handed back to be sent again with the same
+    Idempotency-Key (safe only with a provider that honours it)."""
+    detail = {"why": "attempt outcome unknown; re-sending with the same key"}
+    values, guards = _claimed(now, lease), _past_lease(attempt, now)
+    change = Change(DISPATCHING, DISPATCHING, now, actor, detail, values, guards)
+    return transition(session, callback_id, change) is not None
+
+
+@_move((DISPATCHING, FAILED))
+def fail_unknown(
+    session: Session, callback_id: str, attempt: int, *, cause: str, now: datetime, actor: str
+) -> bool:
+    """An attempt of unknown outcome whose lease ran out: ``failed``, never dialed again
+    on its own (the phone may have rung)."""
+    detail, values = {"cause": "outcome unknown"}, _over(failure_cause=cause)
+    change = Change(DISPATCHING, FAILED, now, actor, detail, values, _past_lease(attempt, now))
+    return transition(session, callback_id, change) is not None
