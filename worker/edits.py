@@ -18,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
 from worker import lifecycle
-from worker.actions import RACE_RETRIES, CallbackNotFound, StatusConflict, get_callback
+from worker.actions import (
+    RACE_RETRIES,
+    CallbackNotFound,
+    StatusConflict,
+    get_callback,
+    mask_number,
+)
 from worker.creation import Scheduled, refuse_expired, schedule
 from worker.datetimes import When
 from worker.db.models import Callback
@@ -65,7 +71,16 @@ def create_one(
     except ValidationError as exc:
         raise InvalidCallback(describe(exc)) from None
     done: Scheduled = schedule(session, [item], now=now, actor=actor, lateness=lateness)
-    return done[0], done.replayed == 1
+    cb, replayed = done[0], done.replayed == 1
+    log.info(
+        "callback %s (to %s) %s by %s",
+        cb.id,
+        mask_number(cb.to_number),
+        "replayed (same Idempotency-Key and body)" if replayed else "created",
+        actor,
+        extra={"callback_id": cb.id, "organization_id": cb.organization_id, "actor": actor},
+    )
+    return cb, replayed
 
 
 class Edit(BaseModel):

@@ -317,3 +317,17 @@ def test_clock_is_the_apis(client: TestClient, keys: Keys, clock: FixedClock) ->
     r = client.post("/v1/callbacks", json=body(), headers=bearer(keys.a))
     # Now a day later, 15:00 the day before is past its 4 h lateness.
     assert r.status_code == 400
+
+
+def test_create_and_edit_are_logged_naming_the_callback(
+    client: TestClient, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    cb = client.post("/v1/callbacks", json=body(), headers=bearer(keys.a)).json()
+    client.patch(f"/v1/callbacks/{cb['id']}", json={"reason": "x"}, headers=bearer(keys.a))
+    ours = [r for r in caplog.records if r.name.startswith("worker.")]
+    lines = [r.getMessage() for r in ours if cb["id"] in r.getMessage()]
+    assert any("created by api:" in line for line in lines), lines
+    # The edit's line is the lifecycle's transition line, naming the callback and key.
+    assert len([line for line in lines if f"by api:{keys.a_id}" in line]) == 2, lines
+    assert not any("+12015551234" in r.getMessage() for r in caplog.records)
