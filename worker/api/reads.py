@@ -47,20 +47,6 @@ _GET = select(*_COLUMNS).where(
 )
 
 
-def _list(by_status: bool, by_session: bool) -> Select[Any]:
-    """Newest first, ties by id: the order of the ``(organization_id, [status |
-    source_session_id,] created_at, id)`` indexes, walked backwards up to ``limit``."""
-    query = select(*_COLUMNS).where(_table.c.organization_id == bindparam("org"))
-    if by_status:
-        query = query.where(_table.c.status == bindparam("status"))
-    if by_session:
-        query = query.where(_table.c.source_session_id == bindparam("session"))
-    return query.order_by(_table.c.created_at.desc(), _table.c.id.desc()).limit(bindparam("limit"))
-
-
-_LISTS = {(st, se): _list(st, se) for st in (False, True) for se in (False, True)}
-
-
 def callback_json(conn: Connection, organization_id: str, callback_id: str) -> bytes:
     """One callback of this organization; another organization's is not found (invariant 8)."""
     if not storable(callback_id):
@@ -69,22 +55,6 @@ def callback_json(conn: Connection, organization_id: str, callback_id: str) -> b
     if row is None:
         raise CallbackNotFound(callback_id)
     return dumps(dict(zip(PUBLIC_FIELDS, row, strict=True)))
-
-
-def list_json(
-    conn: Connection,
-    organization_id: str,
-    *,
-    status: Status | None = None,
-    source_session_id: str | None = None,
-    limit: int = 25,
-) -> bytes:
-    if source_session_id is not None and not storable(source_session_id):
-        return b'{"callbacks":[]}'
-    query = _LISTS[status is not None, source_session_id is not None]
-    params = {"org": organization_id, "status": status, "session": source_session_id}
-    rows = conn.execute(query, {"limit": limit, **params})
-    return dumps({"callbacks": [dict(zip(PUBLIC_FIELDS, row, strict=True)) for row in rows]})
 
 
 # --- pages: cursor and the console's filters (issue 16) --------------------------------
