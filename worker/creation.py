@@ -1,7 +1,7 @@
 """Creating callbacks: the one service function (:func:`schedule`) behind
 ``callbacks schedule`` (flags or a JSON-lines file), the ``callbacks.schedule`` Celery
-task the analysis pipeline calls, and the embedded demo. The admin API does not create
-callbacks."""
+task the analysis pipeline calls, the embedded demo, and the admin API's
+``POST /v1/callbacks`` (:func:`worker.edits.create_one`)."""
 
 from __future__ import annotations
 

@@ -103,6 +103,18 @@ def _runs(session: Session) -> dict[str, list[Callable[[], object]]]:
                 retry_of="earlier",
             )
         ],
+        "reschedule": [
+            lambda: lifecycle.reschedule(
+                session,
+                make_callback(session).id,
+                organization_id="org_a",
+                seen_scheduled_at=T0,
+                values={"scheduled_at": NOW, "due_at": NOW, "reason": "moved"},
+                now=NOW,
+                actor="t",
+                why={"why": "edited"},
+            )
+        ],
         "undo_claim": [lambda: undo(Status.SCHEDULED), lambda: undo(Status.FAILED)],
         "release_unstarted": [
             lambda: lifecycle.release_unstarted(

@@ -21,12 +21,16 @@ def test_only_creation_starts_a_callback_and_it_starts_scheduled() -> None:
     assert lifecycle.MOVES["create"].edges == {(None, Status.SCHEDULED)}
 
 
-def test_changes_within_a_status_happen_only_while_dispatching() -> None:
+def test_changes_within_a_status_happen_only_while_dispatching_or_as_an_edit() -> None:
     within = {name for name, m in lifecycle.MOVES.items() if any(a == b for a, b in m.edges)}
-    assert within == {"start_attempts", "resend_same_key"}
+    assert within == {"start_attempts", "resend_same_key", "reschedule"}
     assert all(
-        a == b == Status.DISPATCHING for name in within for a, b in lifecycle.MOVES[name].edges
+        a == b == Status.DISPATCHING
+        for name in within - {"reschedule"}
+        for a, b in lifecycle.MOVES[name].edges
     )
+    # An operator's edit (PATCH) stays scheduled: it changes no status.
+    assert lifecycle.MOVES["reschedule"].edges == {(Status.SCHEDULED, Status.SCHEDULED)}
 
 
 def test_every_move_is_public_and_registered() -> None:

@@ -19,7 +19,7 @@ from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
-from worker.api.openapi import document
+from worker.api.openapi import served
 from worker.api.readiness import Readiness
 from worker.api.routes import callbacks, health, metrics
 from worker.api.routes.metrics import MetricsEndpoint
@@ -104,7 +104,7 @@ def create_app(
     app.state.metrics = MetricsEndpoint(
         StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
-    spec = document()
+    spec = served()
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:

@@ -181,3 +181,10 @@ class CatchAll:
             log.debug("unhandled error", exc_info=exc)
             if not started:
                 await envelope(500, "Internal error", "INTERNAL_ERROR")(scope, receive, send)
+
+
+class Conflict(ApiError):
+    """409 for what the resource's state refuses (an idempotency key used for another body)."""
+
+    status = 409
+    code = "CONFLICT"

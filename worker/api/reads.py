@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, bindparam, select
+from sqlalchemy import Connection, Engine, Select, String, bindparam, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.actions import CallbackNotFound, storable
+from worker.api import cursors
 from worker.db.models import Callback
+from worker.db.types import UTCDateTime
 from worker.serializer import PUBLIC_FIELDS, dumps
 from worker.status import Status
 
@@ -42,20 +47,6 @@ _GET = select(*_COLUMNS).where(
 )
 
 
-def _list(by_status: bool, by_session: bool) -> Select[Any]:
-    """Newest first, ties by id: the order of the ``(organization_id, [status |
-    source_session_id,] created_at, id)`` indexes, walked backwards up to ``limit``."""
-    query = select(*_COLUMNS).where(_table.c.organization_id == bindparam("org"))
-    if by_status:
-        query = query.where(_table.c.status == bindparam("status"))
-    if by_session:
-        query = query.where(_table.c.source_session_id == bindparam("session"))
-    return query.order_by(_table.c.created_at.desc(), _table.c.id.desc()).limit(bindparam("limit"))
-
-
-_LISTS = {(st, se): _list(st, se) for st in (False, True) for se in (False, True)}
-
-
 def callback_json(conn: Connection, organization_id: str, callback_id: str) -> bytes:
     """One callback of this organization; another organization's is not found (invariant 8)."""
     if not storable(callback_id):
@@ -66,17 +57,108 @@ def callback_json(conn: Connection, organization_id: str, callback_id: str) -> b
     return dumps(dict(zip(PUBLIC_FIELDS, row, strict=True)))
 
 
-def list_json(
+# --- pages: cursor and the console's filters (issue 16) --------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """What a page of ``GET /v1/callbacks`` is filtered by; ``None``: not filtered."""
+
+    status: Status | None = None
+    source_session_id: str | None = None
+    to_number: str | None = None
+    scheduled_after: datetime | None = None
+    """Inclusive: ``scheduled_at >= scheduled_after``."""
+    scheduled_before: datetime | None = None
+    """Exclusive: ``scheduled_at < scheduled_before`` (so ranges tile without overlap)."""
+
+    def scope(self, organization_id: str) -> list[object]:
+        """What a cursor is bound to: the organization and every filter."""
+        after, before = self.scheduled_after, self.scheduled_before
+        return [
+            organization_id,
+            self.status,
+            self.source_session_id,
+            self.to_number,
+            None if after is None else after.astimezone(UTC).isoformat(),
+            None if before is None else before.astimezone(UTC).isoformat(),
+        ]
+
+
+@cache
+def _page(
+    by_status: bool, by_session: bool, by_number: bool, after: bool, before: bool, cursor: bool
+) -> Select[Any]:
+    """Keyset, not offset: after the cursor's ``(created_at, id)``, walking the same
+    ``(organization_id, [filter,] created_at, id)`` index backwards, so page 1,000 costs
+    what page 1 does. One more row than asked tells whether there is a next page."""
+    query = select(*_COLUMNS).where(_table.c.organization_id == bindparam("org"))
+    if by_status:
+        query = query.where(_table.c.status == bindparam("status"))
+    if by_session:
+        query = query.where(_table.c.source_session_id == bindparam("session"))
+    if by_number:
+        query = query.where(_table.c.to_number == bindparam("to_number"))
+    if after:
+        query = query.where(_table.c.scheduled_at >= bindparam("after", type_=UTCDateTime()))
+    if before:
+        query = query.where(_table.c.scheduled_at < bindparam("before", type_=UTCDateTime()))
+    if cursor:
+        position = tuple_(
+            bindparam("cursor_at", type_=UTCDateTime()), bindparam("cursor_id", type_=String())
+        )
+        query = query.where(tuple_(_table.c.created_at, _table.c.id) < position)
+    order = (_table.c.created_at.desc(), _table.c.id.desc())
+    return query.order_by(*order).limit(bindparam("limit"))
+
+
+_CREATED_AT, _ID = PUBLIC_FIELDS.index("created_at"), PUBLIC_FIELDS.index("id")
+
+
+def page_json(
     conn: Connection,
     organization_id: str,
+    filters: ListFilter,
     *,
-    status: Status | None = None,
-    source_session_id: str | None = None,
     limit: int = 25,
+    cursor: str | None = None,
 ) -> bytes:
-    if source_session_id is not None and not storable(source_session_id):
-        return b'{"callbacks":[]}'
-    query = _LISTS[status is not None, source_session_id is not None]
-    params = {"org": organization_id, "status": status, "session": source_session_id}
-    rows = conn.execute(query, {"limit": limit, **params})
-    return dumps({"callbacks": [dict(zip(PUBLIC_FIELDS, row, strict=True)) for row in rows]})
+    """A page, newest first, and ``next_cursor`` (``None`` on the last page).
+
+    Stable under concurrent inserts: a new row is newer than every row already listed
+    (``created_at`` is its creation time), so it never shifts the rows after a cursor.
+    Raises :class:`worker.api.cursors.BadCursor` for a cursor not made for this list.
+    """
+    scope = filters.scope(organization_id)
+    position = None if cursor is None else cursors.decode(cursor, scope)
+    f = filters
+    if f.source_session_id is not None and not storable(f.source_session_id):
+        return dumps({"callbacks": [], "next_cursor": None})
+    query = _page(
+        f.status is not None,
+        f.source_session_id is not None,
+        f.to_number is not None,
+        f.scheduled_after is not None,
+        f.scheduled_before is not None,
+        position is not None,
+    )
+    params: dict[str, Any] = {
+        "org": organization_id,
+        "status": f.status,
+        "session": f.source_session_id,
+        "to_number": f.to_number,
+        "after": f.scheduled_after,
+        "before": f.scheduled_before,
+        "limit": limit + 1,
+    }
+    if position is not None:
+        params |= {"cursor_at": position.created_at, "cursor_id": position.id}
+    rows = conn.execute(query, params).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        next_cursor = cursors.encode(cursors.Position(last[_CREATED_AT], last[_ID]), scope)
+    callbacks = [dict(zip(PUBLIC_FIELDS, row, strict=True)) for row in rows]
+    return dumps({"callbacks": callbacks, "next_cursor": next_cursor})

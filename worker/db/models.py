@@ -213,3 +213,13 @@ Index(
     postgresql_where=_SCHEDULED,
     sqlite_where=_SCHEDULED,
 )
+
+# The console's search by phone number (GET /v1/callbacks?to_number=, issue 16), newest
+# first and paged by cursor: without it a rare number scans every row of its organization.
+Index(
+    "ix_callbacks_org_number_created",
+    Callback.organization_id,
+    Callback.to_number,
+    Callback.created_at,
+    Callback.id,
+)

@@ -10,7 +10,7 @@ What can happen to a callback, by the status it is in (:data:`MOVES` says it as 
 
 - (new): :func:`create`
 - ``scheduled``: :func:`claim_due` (poller), :func:`claim_one` (manual or API),
-  :func:`cancel`
+  :func:`cancel`, :func:`reschedule` (an operator's edit: time, words, metadata)
 - ``dispatching`` before an attempt: :func:`start_attempts`, :func:`defer` (calling
   window), :func:`release_unstarted` (message not sent; claim lease ran out),
   :func:`undo_claim` (the API's send failed), :func:`expire`
@@ -66,6 +66,7 @@ __all__ = [
     "reclaim_failed",
     "record_placed",
     "release_unstarted",
+    "reschedule",
     "reschedule_attempt",
     "resend_same_key",
     "start_attempts",
@@ -466,3 +467,34 @@ def fail_unknown(
     detail, values = {"cause": "outcome unknown"}, _over(failure_cause=cause)
     change = Change(DISPATCHING, FAILED, now, actor, detail, values, _past_lease(attempt, now))
     return transition(session, callback_id, change) is not None
+
+
+# --- an operator's edit of a scheduled callback (issue 16) ---------------------------
+
+
+@_move((SCHEDULED, SCHEDULED))
+def reschedule(
+    session: Session,
+    callback_id: str,
+    *,
+    organization_id: str,
+    seen_scheduled_at: datetime,
+    values: Mapping[str, Any],
+    now: datetime,
+    actor: str,
+    why: Mapping[str, Any],
+) -> Callback | None:
+    """Change a ``scheduled`` callback's time or words (``values``: its columns).
+
+    A new ``scheduled_at`` comes with the ``due_at`` and ``expires_at`` it implies (the
+    caller computes them from the row it read). Conditional on ``scheduled`` and on the
+    ``scheduled_at`` the caller read (``seen_scheduled_at``): a claim by the poller, or
+    another edit, in between makes it miss, not clobber; the caller learns the status.
+    """
+    guards = [
+        Callback.organization_id == organization_id,
+        Callback.scheduled_at == seen_scheduled_at,
+        _NO_ATTEMPT,
+    ]
+    change = Change(SCHEDULED, SCHEDULED, now, actor, dict(why), dict(values), guards)
+    return transition(session, callback_id, change)

@@ -141,13 +141,13 @@ def test_filter_by_source_session_and_status_together(
     )
     assert ids(r.json()) == [wanted]
     r = client.get("/v1/callbacks?source_session_id=%00", headers=bearer(keys.a))
-    assert r.json() == {"callbacks": []}
+    assert r.json() == {"callbacks": [], "next_cursor": None}
 
 
 def test_empty_list(client: TestClient, keys: Keys) -> None:
     r = client.get("/v1/callbacks", headers=bearer(keys.a))
     assert r.status_code == 200
-    assert r.json() == {"callbacks": []}
+    assert r.json() == {"callbacks": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("callback_id", ["cb_missing", "x" * 300, "%00", "%C3%A9"])
@@ -189,4 +189,4 @@ def test_reads_answer_exactly_what_callback_view_says(
     assert got.json() == expected
     assert expected["attempted_at"].endswith(".123456Z")
     listed = client.get("/v1/callbacks?source_session_id=sess_src", headers=bearer(keys.a))
-    assert listed.json() == {"callbacks": [expected]}
+    assert listed.json() == {"callbacks": [expected], "next_cursor": None}

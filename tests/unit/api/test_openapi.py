@@ -68,3 +68,69 @@ def test_nullable_fields_are_marked() -> None:
     schema = document()["components"]["schemas"]["ScheduledCallback"]
     nullable = {name for name, prop in schema["properties"].items() if prop.get("nullable")}
     assert nullable == set(schema["properties"]) - set(schema["required"])
+
+
+# --- the served document: the excerpt plus our extensions, marked (issue 16) -----------
+
+
+def test_served_keeps_every_platform_operation_and_only_adds_marked_parts(
+    excerpt: dict[str, Any],
+) -> None:
+    from worker.api.openapi import EXTENSION, served
+
+    ours = served()
+    for (path, method), op_id in OPERATIONS.items():
+        theirs = excerpt["paths"][path][method]
+        op = ours["paths"][path][method]
+        assert op["operationId"] == op_id
+        # Their parameters first, unchanged; ours after them, each marked.
+        n = len(theirs.get("parameters", []))
+        assert op.get("parameters", [])[:n] == theirs.get("parameters", [])
+        assert all(p.items() >= EXTENSION.items() for p in op.get("parameters", [])[n:])
+        for code, response in theirs["responses"].items():
+            if op["responses"][code] != response:
+                assert op["responses"][code].items() >= EXTENSION.items(), (path, code)
+        assert {k: v for k, v in op.items() if k not in ("parameters", "responses")} == {
+            k: v for k, v in theirs.items() if k not in ("parameters", "responses")
+        }
+    added = {
+        (p, m): op["operationId"]
+        for p, ops in ours["paths"].items()
+        for m, op in ops.items()
+        if (p, m) not in OPERATIONS
+    }
+    assert added == {
+        ("/v1/callbacks", "post"): "createScheduledCallback",
+        ("/v1/callbacks/{id}", "patch"): "updateScheduledCallback",
+    }
+    assert all(ours["paths"][p][m].items() >= EXTENSION.items() for p, m in added)
+    names = [p["name"] for p in ours["paths"]["/v1/callbacks"]["get"]["parameters"]]
+    assert names == [
+        "status", "source_session_id", "limit",
+        "cursor", "to_number", "scheduled_after", "scheduled_before",
+    ]  # fmt: skip
+
+
+def test_served_components_are_the_excerpts_or_marked_and_every_ref_resolves(
+    excerpt: dict[str, Any],
+) -> None:
+    from worker.api.openapi import EXTENSION, served
+
+    ours = served()
+    for kind, named in ours["components"].items():
+        for name, node in named.items():
+            if name in excerpt["components"].get(kind, {}):
+                assert node == excerpt["components"][kind][name], (kind, name)
+            else:
+                assert node.items() >= EXTENSION.items(), (kind, name)
+    for ref in refs(ours):
+        _, _, kind, name = ref.split("/")
+        assert name in ours["components"][kind], ref
+
+
+def test_the_platform_document_is_still_the_excerpt_verbatim() -> None:
+    from worker.api.openapi import served
+
+    served()  # merging must not touch the cached platform document
+    assert set(document()["paths"]) == {p for p, _ in OPERATIONS}
+    assert "post" not in document()["paths"]["/v1/callbacks"]

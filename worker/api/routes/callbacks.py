@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
 
-from worker import actions
-from worker.api import reads
+from worker import actions, edits
+from worker.actions import CallbackNotFound, storable
+from worker.api import queries, reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
+from worker.api.cursors import BadCursor
 from worker.api.deps import Context
-from worker.api.errors import ValidationFailed
+from worker.api.errors import Conflict, ValidationFailed
+from worker.creation import IdempotencyConflict
 from worker.serializer import callback_view
 from worker.status import Status
-from worker.validation import StorableStr
+from worker.validation import InvalidCallback, StorableStr
 
 router = APIRouter(prefix="/v1/callbacks")
 
@@ -69,15 +73,41 @@ def list_callbacks(
     status: Status | None = None,
     source_session_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=queries.MAX_CURSOR)] = None,
+    to_number: str | None = None,
+    scheduled_after: str | None = None,
+    scheduled_before: str | None = None,
 ) -> Response:
+    """Extensions (issue 16): ``cursor`` / ``next_cursor`` pages and the console's
+    filters; without them, the list is the platform's, plus ``next_cursor``."""
+    filters = reads.ListFilter(
+        status=status,
+        source_session_id=source_session_id,
+        to_number=None if to_number is None else queries.to_number(to_number),
+        scheduled_after=(
+            None
+            if scheduled_after is None
+            else queries.aware_datetime("scheduled_after", scheduled_after)
+        ),
+        scheduled_before=(
+            None
+            if scheduled_before is None
+            else queries.aware_datetime("scheduled_before", scheduled_before)
+        ),
+    )
+    after, before = filters.scheduled_after, filters.scheduled_before
+    if after is not None and before is not None and after > before:
+        raise ValidationFailed("Invalid request: scheduled_after is later than scheduled_before")
     with reads.read_connection(ctx.sessions) as conn:
-        body = reads.list_json(
-            conn,
-            caller.organization_id,
-            status=status,
-            source_session_id=source_session_id,
-            limit=limit,
-        )
+        try:
+            body = reads.page_json(
+                conn, caller.organization_id, filters, limit=limit, cursor=cursor
+            )
+        except BadCursor:
+            raise ValidationFailed(
+                "Invalid request: cursor: not a cursor of this list (use the next_cursor "
+                "of the previous page, with the same filters)"
+            ) from None
     return Response(body, media_type="application/json")
 
 
@@ -142,3 +172,106 @@ def dispatch_callback(
         force=force,
     )
     return JSONResponse(callback_view(cb))
+
+
+# --- create and edit (issue 16): extensions beside the platform's paths ----------------
+
+
+async def json_object_body(request: Request, _: Caller) -> dict[str, Any]:
+    """A JSON object body, parsed after the key is checked (bad auth is 401, never 400)."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ValidationFailed("Invalid request body: too large")
+    try:
+        data = parse_json(raw)
+    except BadJson as exc:
+        raise ValidationFailed(f"Invalid request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("Invalid request body: must be a JSON object")
+    return data
+
+
+def _idempotency_key(request: Request) -> str | None:
+    values = request.headers.getlist("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationFailed("Invalid request: Idempotency-Key: given more than once")
+    key = values[0].strip()
+    if not 1 <= len(key) <= 128 or not key.isprintable():
+        raise ValidationFailed(
+            "Invalid request: Idempotency-Key: must be 1 to 128 printable characters"
+        )
+    return key
+
+
+def _invalid(exc: InvalidCallback) -> ValidationFailed:
+    return ValidationFailed("Invalid request body: " + "; ".join(exc.problems))
+
+
+@router.post("")
+def create_callback(
+    request: Request,
+    caller: Caller,
+    ctx: Context,
+    body: Annotated[dict[str, Any], Depends(json_object_body)],
+) -> JSONResponse:
+    """201 with the new callback; 200 with the same one for a repeated Idempotency-Key
+    and body; 409 for that key with another body."""
+    key = _idempotency_key(request)
+    actor = actions.actor_for(caller.id)
+    for attempt in range(2):
+        try:
+            with ctx.sessions.begin() as session:
+                cb, replayed = edits.create_one(
+                    session,
+                    caller.organization_id,
+                    body,
+                    idempotency_key=key,
+                    now=ctx.clock.now(),
+                    actor=actor,
+                    lateness=ctx.lateness,
+                )
+                view = callback_view(cb)
+        except InvalidCallback as exc:
+            raise _invalid(exc) from None
+        except IdempotencyConflict as exc:
+            raise Conflict(str(exc)) from None
+        except IntegrityError:
+            # Two creates raced with one key: the unique index failed the loser; once
+            # more, it finds the winner's row (a replay or a conflict).
+            if attempt or key is None:
+                raise
+            continue
+        return JSONResponse(view, status_code=200 if replayed else 201)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@router.patch("/{id}")
+def edit_callback(
+    id: str,
+    caller: Caller,
+    ctx: Context,
+    body: Annotated[dict[str, Any], Depends(json_object_body)],
+) -> JSONResponse:
+    """Change ``scheduled_at``, ``reason``, ``instructions``, ``summary``, ``metadata`` of
+    a ``scheduled`` callback (409 naming its status otherwise)."""
+    if not storable(id):
+        raise CallbackNotFound(id)
+    try:
+        changes = edits.parse_edit(body)
+    except InvalidCallback as exc:
+        raise _invalid(exc) from None
+    with ctx.sessions.begin() as session:
+        try:
+            cb = edits.edit(
+                session,
+                caller.organization_id,
+                id,
+                changes,
+                now=ctx.clock.now(),
+                actor=actions.actor_for(caller.id),
+            )
+        except InvalidCallback as exc:
+            raise _invalid(exc) from None
+        return JSONResponse(callback_view(cb))
