@@ -100,6 +100,25 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     """Default: console lines in the embedded mode, JSON lines in production."""
 
+    # --- the platform's call lifecycle (issue 14; DESIGN.md "second wave") ---
+    speko_webhook_secret: str | None = Field(default=None, repr=False)
+    """``whsec_...`` secrets (space-separated, for rotation) that sign the platform's
+    webhooks to ``POST /webhooks/speko``; unset: the receiver answers 503."""
+    outcome_pull_after: PositiveSeconds = 600.0
+    """Seconds after dispatch without a decisive event before the worker pulls the call."""
+    outcome_give_up_after: PositiveSeconds = 86400.0
+    """Seconds after dispatch when pulling stops and the outcome becomes ``unknown``."""
+
+    @field_validator("speko_webhook_secret")
+    @classmethod
+    def _webhook_secrets(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from worker.platform_events.signature import parse_secrets
+
+        parse_secrets(value)
+        return value
+
     @field_validator("worker_pool")
     @classmethod
     def _known_pool(cls, value: str) -> str:

@@ -13,6 +13,8 @@ from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
+PLATFORM_EVENTS_SWEEP = 30.0
+"""Seconds between sweeps for stored, unprocessed platform events."""
 
 
 def _broker_folder(settings: Settings) -> Path | None:
@@ -91,6 +93,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             "callbacks.poll": {"queue": POLL_QUEUE},
             "callbacks.reap": {"queue": POLL_QUEUE},
+            "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
         },
         # The bare `celery -A worker worker` consumes both.
         "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE)],
@@ -108,6 +111,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "callbacks.reap",
                 "schedule": settings.reaper_interval,
                 "options": {"expires": settings.reaper_interval},
+            },
+            # Platform events stored but not processed (issue 14): a lost task is redone.
+            "platform-events": {
+                "task": "callbacks.sweep_platform_events",
+                "schedule": PLATFORM_EVENTS_SWEEP,
+                "options": {"expires": PLATFORM_EVENTS_SWEEP},
             },
         },
         "timezone": "UTC",

@@ -10,6 +10,7 @@ from celery import Celery
 
 from worker.creation import schedule
 from worker.dispatch import dispatch, dispatch_many
+from worker.platform_events.process import process, sweep
 from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
@@ -87,3 +88,18 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
             )
         log.info("scheduled %d callbacks: %s", len(created), ", ".join(c.id for c in created))
         return [c.id for c in created]
+
+    # --- platform events in (issue 14) ---
+
+    @app.task(name="callbacks.process_platform_event", shared=False)
+    def process_platform_event(webhook_id: str) -> str | None:
+        """Internal: do what a stored platform event asks (once; a repeat is a no-op)."""
+        rt = runtime()
+        handled = process(rt.sessions, rt.clock, webhook_id, lateness=rt.settings.lateness)
+        return None if handled is None else handled.result.value
+
+    @app.task(name="callbacks.sweep_platform_events", shared=False)
+    def sweep_platform_events() -> int:
+        """Internal (beat): events stored but never processed (their task was lost)."""
+        rt = runtime()
+        return sweep(rt.sessions, rt.clock, lateness=rt.settings.lateness)
