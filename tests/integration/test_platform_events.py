@@ -13,10 +13,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.models import Callback, PlatformEvent
+from tests.support.factories import make_callback
+from worker.db.models import Callback, CallbackEvent, PlatformEvent
 from worker.platform_events.process import SWEEP_GRACE, Result, process, session_key, sweep
 from worker.platform_events.store import store_event
 from worker.report import render, status_report
+from worker.status import Status
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 LATENESS = timedelta(hours=4)
@@ -215,3 +217,99 @@ def test_the_sweep_processes_events_whose_task_was_lost(sessions: sessionmaker[S
     assert sweep(sessions, Clock(NOW + SWEEP_GRACE), lateness=LATENESS) == 1
     assert sweep(sessions, Clock(NOW + SWEEP_GRACE), lateness=LATENESS) == 0
     assert len(callbacks(sessions)) == 2
+
+
+# --- the outcome of calls we placed (pushed events) -----------------------------------
+
+
+def dispatched(sessions: sessionmaker[Session], session_id: str, org: str = "org_a") -> str:
+    with sessions.begin() as s:
+        cb = make_callback(
+            s, Status.DISPATCHED, org=org, created_session_id=session_id, dispatched_at=NOW
+        )
+        return cb.id
+
+
+def outcome_of(sessions: sessionmaker[Session], callback_id: str) -> tuple[str | None, Any]:
+    with sessions() as s:
+        cb = s.get(Callback, callback_id)
+        assert cb is not None
+        return cb.call_outcome, cb.call_outcome_at
+
+
+def hangup(call_id: str, sip: int, org: str = "org_a") -> dict[str, Any]:
+    return {
+        "type": "call.hangup",
+        "timestamp": "t",
+        "data": {"call_id": call_id, "organization_id": org, "sip_status_code": sip},
+    }
+
+
+def test_a_pushed_hangup_records_the_outcome_once_first_decisive_wins(
+    sessions: sessionmaker[Session],
+) -> None:
+    cb_id = dispatched(sessions, "call_1")
+    deliver(
+        sessions,
+        "ring",
+        {
+            "type": "call.ringing",
+            "timestamp": "t",
+            "data": {"call_id": "call_1", "organization_id": "org_a"},
+        },
+    )
+    deliver(sessions, "busy", hangup("call_1", 486))
+    deliver(sessions, "late", hangup("call_1", 480))
+    got = [
+        process(sessions, Clock(NOW + timedelta(seconds=i)), m, lateness=LATENESS)
+        for i, m in enumerate(("ring", "busy", "late"))
+    ]
+    assert [h.result if h else None for h in got] == [
+        Result.OUTCOME_UNDECIDED,
+        Result.OUTCOME_RECORDED,
+        Result.OUTCOME_KNOWN,
+    ]
+    assert outcome_of(sessions, cb_id) == ("busy", NOW + timedelta(seconds=1))
+    with sessions() as s:
+        history = list(s.scalars(select(CallbackEvent).where(CallbackEvent.callback_id == cb_id)))
+    outcome_events = [e for e in history if e.detail.get("event") == "call outcome"]
+    assert len(outcome_events) == 1
+    assert outcome_events[0].detail["call_outcome"] == "busy"
+    assert (outcome_events[0].from_status, outcome_events[0].to_status) == ("dispatched",) * 2
+
+
+def test_an_event_of_another_organization_never_touches_our_callback(
+    sessions: sessionmaker[Session],
+) -> None:
+    cb_id = dispatched(sessions, "call_1", org="org_a")
+    deliver(sessions, "other-org", hangup("call_1", 486, org="org_b"))
+    no_org = hangup("call_1", 486)
+    del no_org["data"]["organization_id"]
+    deliver(sessions, "no-org", no_org)
+    deliver(sessions, "stranger", hangup("call_unknown", 486))
+    for m in ("other-org", "no-org", "stranger"):
+        handled = process(sessions, Clock(), m, lateness=LATENESS)
+        assert handled is not None
+        assert handled.result is Result.IGNORED
+    assert outcome_of(sessions, cb_id) == (None, None)
+
+
+def test_a_report_by_session_id_with_voicemail_records_voicemail(
+    sessions: sessionmaker[Session],
+) -> None:
+    cb_id = dispatched(sessions, "sess_ours")
+    body = {
+        "type": "call.report",
+        "timestamp": "t",
+        "data": {
+            "session_id": "sess_ours",
+            "organization_id": "org_a",
+            "voicemail": {"detected": True},
+            "scheduled_callback": None,
+        },
+    }
+    deliver(sessions, "rep", body)
+    handled = process(sessions, Clock(), "rep", lateness=LATENESS)
+    assert handled is not None
+    assert handled.result is Result.OUTCOME_RECORDED
+    assert outcome_of(sessions, cb_id)[0] == "voicemail"

@@ -19,6 +19,7 @@ What can happen to a callback, by the status it is in (:data:`MOVES` says it as 
   :func:`fail_attempt`, and once its lease ran out :func:`resend_same_key` or
   :func:`fail_unknown` (reaper)
 - ``failed``: :func:`reclaim_failed` (an operator's retry, a new dispatch round)
+- ``dispatched``: :func:`record_call_outcome` (what became of the call; the first wins)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ __all__ = [
     "fail_unknown",
     "may_have_rung",
     "reclaim_failed",
+    "record_call_outcome",
     "record_placed",
     "release_unstarted",
     "reschedule_attempt",
@@ -466,3 +468,25 @@ def fail_unknown(
     detail, values = {"cause": "outcome unknown"}, _over(failure_cause=cause)
     change = Change(DISPATCHING, FAILED, now, actor, detail, values, _past_lease(attempt, now))
     return transition(session, callback_id, change) is not None
+
+
+# --- dispatched: the call's outcome (issue 14) ------------------------------------------
+
+
+@_move((DISPATCHED, DISPATCHED))
+def record_call_outcome(
+    session: Session,
+    callback_id: str,
+    outcome: str,
+    *,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> Callback | None:
+    """Record what became of the call a dispatched callback placed. Only the first
+    outcome is kept: a duplicate, a late push or a racing pull changes nothing (None)."""
+    values = {"call_outcome": outcome, "call_outcome_at": now}
+    guards = [Callback.call_outcome.is_(None)]
+    detail = {"event": "call outcome", "call_outcome": outcome, **detail}
+    change = Change(DISPATCHED, DISPATCHED, now, actor, detail, values, guards)
+    return transition(session, callback_id, change)

@@ -15,6 +15,11 @@ RECEIVED = Counter(
     "Deliveries to POST /webhooks/speko, by answer (stored, duplicate, unauthorized, invalid)",
     ["answer"],
 )
+OUTCOMES = Counter(
+    "callbacks_call_outcomes",
+    "Outcomes recorded for calls placed (answered, no_answer, busy, voicemail, failed, unknown)",
+    ["outcome"],
+)
 
 KNOWN_TYPES = frozenset(
     {

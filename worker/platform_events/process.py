@@ -18,10 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import lifecycle
+from worker.call_outcome import CallOutcome, classify, signals_of
 from worker.clock import Clock
 from worker.creation import IdempotencyConflict, schedule
 from worker.db.models import Callback, PlatformEvent
 from worker.platform_events import metrics
+from worker.status import Status
 from worker.validation import InvalidCallback, parse_new_callbacks
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,11 @@ class Result(StrEnum):
     CALLBACK_EXISTS = "callback_exists"
     """Another report of the same session created it already."""
     INVALID_CALLBACK = "invalid_callback"
+    OUTCOME_RECORDED = "outcome_recorded"
+    OUTCOME_KNOWN = "outcome_known"
+    """The callback's outcome was already recorded: the first decisive one stands."""
+    OUTCOME_UNDECIDED = "outcome_undecided"
+    """An event of one of our calls that does not decide its outcome."""
     IGNORED = "ignored"
     """Nothing to do: a type we do not act on, or a session no callback created."""
 
@@ -110,11 +118,50 @@ def handle(
     now: datetime,
     lateness: timedelta | None,
 ) -> Handled:
+    created = None
     if event_type in REPORT_TYPES:
         created = callback_from_report(session, data, now=now, lateness=lateness)
-        if created is not None:
-            return created
-    return Handled(Result.IGNORED)
+    # A report of a call we placed may also ask for a callback: both are done.
+    informed = outcome_from_event(session, event_type, data, now=now)
+    if created is not None and created.result is not Result.CALLBACK_EXISTS:
+        return created
+    return informed or created or Handled(Result.IGNORED)
+
+
+def our_callback(session: Session, data: dict[str, Any]) -> Callback | None:
+    """The dispatched callback whose call the event is about: its ``session_id`` or
+    ``call_id`` is our ``created_session_id`` AND its organization is the callback's (an
+    event of another organization never touches a callback of this one)."""
+    org = data.get("organization_id")
+    ids = [v for k in ("session_id", "call_id") if isinstance(v := data.get(k), str) and v]
+    if not isinstance(org, str) or not ids:
+        return None
+    return session.scalar(
+        select(Callback).where(
+            Callback.created_session_id.in_(ids),
+            Callback.organization_id == org,
+            Callback.status == Status.DISPATCHED,
+        )
+    )
+
+
+def outcome_from_event(
+    session: Session, event_type: str, data: dict[str, Any], *, now: datetime
+) -> Handled | None:
+    """Record the outcome the event decides for our callback (None: not one of our calls)."""
+    cb = our_callback(session, data)
+    if cb is None:
+        return None
+    outcome = classify(signals_of(event_type, data))
+    if outcome is CallOutcome.UNKNOWN:
+        return Handled(Result.OUTCOME_UNDECIDED, callback_id=cb.id)
+    moved = lifecycle.record_call_outcome(
+        session, cb.id, outcome.value, now=now, actor=ACTOR, detail={"from": event_type}
+    )
+    if moved is None:
+        return Handled(Result.OUTCOME_KNOWN, callback_id=cb.id)
+    metrics.OUTCOMES.labels(outcome.value).inc()
+    return Handled(Result.OUTCOME_RECORDED, callback_id=cb.id)
 
 
 def process_event(
