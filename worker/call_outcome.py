@@ -27,6 +27,10 @@ from enum import StrEnum
 from typing import Any
 
 
+class PullFailed(Exception):
+    """The platform could not be read (down, timeout, 5xx): pull again later."""
+
+
 class CallOutcome(StrEnum):
     ANSWERED = "answered"
     NO_ANSWER = "no_answer"

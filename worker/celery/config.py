@@ -15,6 +15,8 @@ POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
 PLATFORM_EVENTS_SWEEP = 30.0
 """Seconds between sweeps for stored, unprocessed platform events."""
+OUTCOME_PULL_INTERVAL = 60.0
+"""Seconds between looks for calls whose outcome is due to be pulled."""
 
 
 def _broker_folder(settings: Settings) -> Path | None:
@@ -94,6 +96,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "callbacks.poll": {"queue": POLL_QUEUE},
             "callbacks.reap": {"queue": POLL_QUEUE},
             "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
+            "callbacks.pull_outcomes": {"queue": POLL_QUEUE},
         },
         # The bare `celery -A worker worker` consumes both.
         "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE)],
@@ -117,6 +120,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "callbacks.sweep_platform_events",
                 "schedule": PLATFORM_EVENTS_SWEEP,
                 "options": {"expires": PLATFORM_EVENTS_SWEEP},
+            },
+            # Calls with no outcome OUTCOME_PULL_AFTER after dispatch are read back.
+            "pull-outcomes": {
+                "task": "callbacks.pull_outcomes",
+                "schedule": OUTCOME_PULL_INTERVAL,
+                "options": {"expires": OUTCOME_PULL_INTERVAL},
             },
         },
         "timezone": "UTC",

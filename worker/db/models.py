@@ -37,6 +37,7 @@ _DISPATCHING = text("status = 'dispatching'")
 _HAS_CREATION_KEY = text("creation_key IS NOT NULL")
 _HAS_CREATED_SESSION = text("created_session_id IS NOT NULL")
 _UNPROCESSED = text("processed_at IS NULL")
+_OUTCOME_PENDING = text("status = 'dispatched' AND call_outcome IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -99,6 +100,10 @@ class Callback(Base):
     call_outcome: Mapped[str | None] = mapped_column(String(16))
     """answered, no_answer, busy, voicemail, failed or unknown (worker/call_outcome.py)."""
     call_outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Internal: the next pull of the call's outcome (NULL: dispatched_at + OUTCOME_PULL_AFTER)."""
+    outcome_pulls: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Internal: pulls made that did not decide the outcome (the backoff's exponent)."""
 
     __table_args__ = (
         # The poll reads only due rows: cost follows what is due, not the table size.
@@ -120,6 +125,13 @@ class Callback(Base):
             unique=True,
             postgresql_where=_HAS_CREATION_KEY,
             sqlite_where=_HAS_CREATION_KEY,
+        ),
+        # The outcome pull reads only dispatched calls with no outcome yet (issue 14).
+        Index(
+            "ix_callbacks_outcome_pending",
+            "dispatched_at",
+            postgresql_where=_OUTCOME_PENDING,
+            sqlite_where=_OUTCOME_PENDING,
         ),
         # Platform events find their callback by the session the dial created (issue 14).
         Index(

@@ -3,7 +3,8 @@
 ``platform_events``: each webhook of the platform (``POST /webhooks/speko``), stored
 before it is acknowledged, unique by its ``webhook-id``; processed later by a worker.
 ``callbacks.call_outcome`` / ``call_outcome_at``: what became of the call a dispatched
-callback placed; ``created_session_id`` is indexed, as events find their callback by it.
+callback placed; ``created_session_id`` is indexed, as events find their callback by it;
+``outcome_pull_at`` / ``outcome_pulls``: when to pull an outcome that did not arrive.
 
 Revision ID: 0005_call_outcomes
 Revises: 0004
@@ -23,18 +24,30 @@ depends_on: str | Sequence[str] | None = None
 
 HAS_SESSION = sa.text("created_session_id IS NOT NULL")
 UNPROCESSED = sa.text("processed_at IS NULL")
+OUTCOME_PENDING = sa.text("status = 'dispatched' AND call_outcome IS NULL")
 
 
 def upgrade() -> None:
     with op.batch_alter_table("callbacks") as batch:
         batch.add_column(sa.Column("call_outcome", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("call_outcome_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("outcome_pull_at", UTCDateTime(), nullable=True))
+        batch.add_column(
+            sa.Column("outcome_pulls", sa.Integer(), nullable=False, server_default=sa.text("0"))
+        )
     op.create_index(
         "ix_callbacks_created_session",
         "callbacks",
         ["created_session_id"],
         postgresql_where=HAS_SESSION,
         sqlite_where=HAS_SESSION,
+    )
+    op.create_index(
+        "ix_callbacks_outcome_pending",
+        "callbacks",
+        ["dispatched_at"],
+        postgresql_where=OUTCOME_PENDING,
+        sqlite_where=OUTCOME_PENDING,
     )
     op.create_table(
         "platform_events",
@@ -69,7 +82,10 @@ def downgrade() -> None:
     op.drop_index("ix_platform_events_processed", table_name="platform_events")
     op.drop_index("ix_platform_events_unprocessed", table_name="platform_events")
     op.drop_table("platform_events")
+    op.drop_index("ix_callbacks_outcome_pending", table_name="callbacks")
     op.drop_index("ix_callbacks_created_session", table_name="callbacks")
     with op.batch_alter_table("callbacks") as batch:
+        batch.drop_column("outcome_pulls")
+        batch.drop_column("outcome_pull_at")
         batch.drop_column("call_outcome_at")
         batch.drop_column("call_outcome")
