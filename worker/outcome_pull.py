@@ -23,6 +23,7 @@ from worker.call_outcome import CallOutcome, PullFailed, Signals, classify
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.platform_events import metrics
+from worker.redials import OFF, RedialPolicy, schedule_redial
 from worker.status import Status
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ ReadCall = Callable[[str], Signals]
 class PullPolicy:
     pull_after: timedelta
     give_up_after: timedelta
+    redials: RedialPolicy = OFF
+    """The defaults (REDIAL_*) an organization's own policy overrides."""
+    lateness: timedelta | None = None
+    """How late a redial may still be placed (CALLBACK_MAX_LATENESS)."""
 
 
 def backoff(pulls: int) -> timedelta:
@@ -98,6 +103,14 @@ def pull_one(
             if moved is None:
                 return "skipped"
             metrics.OUTCOMES.labels(outcome.value).inc()
+            schedule_redial(
+                session,
+                moved,
+                outcome.value,
+                now=now,
+                defaults=policy.redials,
+                lateness=policy.lateness,
+            )
             return outcome.value
         if now >= pending.dispatched_at + policy.give_up_after:
             why = failure or "no decisive event or report"

@@ -98,14 +98,25 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
     def process_platform_event(webhook_id: str) -> str | None:
         """Internal: do what a stored platform event asks (once; a repeat is a no-op)."""
         rt = runtime()
-        handled = process(rt.sessions, rt.clock, webhook_id, lateness=rt.settings.lateness)
+        handled = process(
+            rt.sessions,
+            rt.clock,
+            webhook_id,
+            lateness=rt.settings.lateness,
+            redials=rt.settings.redial_defaults,
+        )
         return None if handled is None else handled.result.value
 
     @app.task(name="callbacks.sweep_platform_events", shared=False)
     def sweep_platform_events() -> int:
         """Internal (beat): events stored but never processed (their task was lost)."""
         rt = runtime()
-        return sweep(rt.sessions, rt.clock, lateness=rt.settings.lateness)
+        return sweep(
+            rt.sessions,
+            rt.clock,
+            lateness=rt.settings.lateness,
+            redials=rt.settings.redial_defaults,
+        )
 
     # --- the outcome of calls placed, pulled when no event decided it (issue 14) ---
 
@@ -130,5 +141,7 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
         policy = PullPolicy(
             timedelta(seconds=settings.outcome_pull_after),
             timedelta(seconds=settings.outcome_give_up_after),
+            redials=settings.redial_defaults,
+            lateness=settings.lateness,
         )
         return pull_outcomes(rt.sessions, rt.clock, readers[0].read, policy)

@@ -215,6 +215,12 @@ class OrgConfig(Base):
     """Callbacks ``dispatching`` at once per ``phone_number_id`` (0: unlimited)."""
     max_dials_per_minute: Mapped[int | None] = mapped_column(Integer)
     """Sustained claim rate for this organization (0: unlimited)."""
+    # --- redials (issue 14; NULL: REDIAL_MAX / REDIAL_ON / REDIAL_INTERVALS apply) ---
+    redial_max: Mapped[int | None] = mapped_column(Integer)
+    redial_on: Mapped[str | None] = mapped_column(String(64))
+    """Comma-separated outcomes that get a redial, e.g. ``no_answer,busy``."""
+    redial_intervals: Mapped[str | None] = mapped_column(String(128))
+    """Comma-separated waits after the outcome, e.g. ``30m,2h`` (the last repeats)."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

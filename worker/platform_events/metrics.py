@@ -20,7 +20,6 @@ OUTCOMES = Counter(
     "Outcomes recorded for calls placed (answered, no_answer, busy, voicemail, failed, unknown)",
     ["outcome"],
 )
-
 KNOWN_TYPES = frozenset(
     {
         "call.pre_call",

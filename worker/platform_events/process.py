@@ -24,6 +24,7 @@ from worker.clock import Clock
 from worker.creation import IdempotencyConflict, schedule
 from worker.db.models import Callback, PlatformEvent
 from worker.platform_events import metrics
+from worker.redials import OFF, RedialPolicy, schedule_redial
 from worker.status import Status
 from worker.validation import InvalidCallback, parse_new_callbacks
 
@@ -117,12 +118,15 @@ def handle(
     *,
     now: datetime,
     lateness: timedelta | None,
+    redials: RedialPolicy = OFF,
 ) -> Handled:
     created = None
     if event_type in REPORT_TYPES:
         created = callback_from_report(session, data, now=now, lateness=lateness)
     # A report of a call we placed may also ask for a callback: both are done.
-    informed = outcome_from_event(session, event_type, data, now=now)
+    informed = outcome_from_event(
+        session, event_type, data, now=now, lateness=lateness, redials=redials
+    )
     if created is not None and created.result is not Result.CALLBACK_EXISTS:
         return created
     return informed or created or Handled(Result.IGNORED)
@@ -146,7 +150,13 @@ def our_callback(session: Session, data: dict[str, Any]) -> Callback | None:
 
 
 def outcome_from_event(
-    session: Session, event_type: str, data: dict[str, Any], *, now: datetime
+    session: Session,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    lateness: timedelta | None = None,
+    redials: RedialPolicy = OFF,
 ) -> Handled | None:
     """Record the outcome the event decides for our callback (None: not one of our calls)."""
     cb = our_callback(session, data)
@@ -161,11 +171,18 @@ def outcome_from_event(
     if moved is None:
         return Handled(Result.OUTCOME_KNOWN, callback_id=cb.id)
     metrics.OUTCOMES.labels(outcome.value).inc()
+    # In this transaction: the redial exists if and only if this outcome was recorded.
+    schedule_redial(session, moved, outcome.value, now=now, defaults=redials, lateness=lateness)
     return Handled(Result.OUTCOME_RECORDED, callback_id=cb.id)
 
 
 def process_event(
-    session: Session, webhook_id: str, *, now: datetime, lateness: timedelta | None
+    session: Session,
+    webhook_id: str,
+    *,
+    now: datetime,
+    lateness: timedelta | None,
+    redials: RedialPolicy = OFF,
 ) -> Handled | None:
     """Process the stored event ``webhook_id`` unless it is done; None if it was (or is
     not stored)."""
@@ -178,7 +195,12 @@ def process_event(
         return None
     data = row.payload.get("data")
     handled = handle(
-        session, row.type, data if isinstance(data, dict) else {}, now=now, lateness=lateness
+        session,
+        row.type,
+        data if isinstance(data, dict) else {},
+        now=now,
+        lateness=lateness,
+        redials=redials,
     )
     row.processed_at = now
     row.result = handled.result.value
@@ -193,6 +215,7 @@ def process(
     webhook_id: str,
     *,
     lateness: timedelta | None,
+    redials: RedialPolicy = OFF,
 ) -> Handled | None:
     """:func:`process_event` in a transaction of its own. Two events of one session
     racing to create its callback: the unique key fails the loser's transaction, and its
@@ -200,7 +223,9 @@ def process(
     for attempt in range(1, RACE_RETRIES + 1):
         try:
             with sessions.begin() as session:
-                handled = process_event(session, webhook_id, now=clock.now(), lateness=lateness)
+                handled = process_event(
+                    session, webhook_id, now=clock.now(), lateness=lateness, redials=redials
+                )
         except IntegrityError:
             if attempt == RACE_RETRIES:
                 raise
@@ -251,13 +276,19 @@ SWEEP_GRACE = timedelta(seconds=30)
 SWEEP_BATCH = 500
 
 
-def sweep(sessions: sessionmaker[Session], clock: Clock, *, lateness: timedelta | None) -> int:
+def sweep(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    *,
+    lateness: timedelta | None,
+    redials: RedialPolicy = OFF,
+) -> int:
     """Process every stored event left unprocessed for longer than :data:`SWEEP_GRACE`."""
     with sessions.begin() as session:
         ids = unprocessed(session, received_before=clock.now() - SWEEP_GRACE, limit=SWEEP_BATCH)
     done = 0
     for webhook_id in ids:
-        if process(sessions, clock, webhook_id, lateness=lateness) is not None:
+        if process(sessions, clock, webhook_id, lateness=lateness, redials=redials) is not None:
             done += 1
     if done:
         log.info("platform events: the sweep processed %d left unprocessed", done)

@@ -5,6 +5,7 @@ before it is acknowledged, unique by its ``webhook-id``; processed later by a wo
 ``callbacks.call_outcome`` / ``call_outcome_at``: what became of the call a dispatched
 callback placed; ``created_session_id`` is indexed, as events find their callback by it;
 ``outcome_pull_at`` / ``outcome_pulls``: when to pull an outcome that did not arrive.
+``org_configs.redial_*``: an organization's redial policy (``callbacks org-redial``).
 
 Revision ID: 0005_call_outcomes
 Revises: 0004
@@ -42,6 +43,10 @@ def upgrade() -> None:
         postgresql_where=HAS_SESSION,
         sqlite_where=HAS_SESSION,
     )
+    with op.batch_alter_table("org_configs") as batch:
+        batch.add_column(sa.Column("redial_max", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("redial_on", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("redial_intervals", sa.String(length=128), nullable=True))
     op.create_index(
         "ix_callbacks_outcome_pending",
         "callbacks",
@@ -83,6 +88,10 @@ def downgrade() -> None:
     op.drop_index("ix_platform_events_unprocessed", table_name="platform_events")
     op.drop_table("platform_events")
     op.drop_index("ix_callbacks_outcome_pending", table_name="callbacks")
+    with op.batch_alter_table("org_configs") as batch:
+        batch.drop_column("redial_intervals")
+        batch.drop_column("redial_on")
+        batch.drop_column("redial_max")
     op.drop_index("ix_callbacks_created_session", table_name="callbacks")
     with op.batch_alter_table("callbacks") as batch:
         batch.drop_column("outcome_pulls")
