@@ -20,7 +20,13 @@ DISPATCH_QUEUE = "callbacks.dispatch"
 PLATFORM_EVENTS_SWEEP = 30.0
 """Seconds between sweeps for stored, unprocessed platform events."""
 OUTCOME_PULL_INTERVAL = 60.0
-"""Seconds between looks for calls whose outcome is due to be pulled."""
+"""Seconds between looks for calls whose outcome is due to be pulled (at most)."""
+
+
+def pull_interval(settings: Settings) -> float:
+    """A tenth of OUTCOME_PULL_AFTER, between 1 s and 60 s: a pull is late by at most
+    a tenth of the wait it follows (short waits are for tests and demos)."""
+    return max(1.0, min(OUTCOME_PULL_INTERVAL, settings.outcome_pull_after / 10))
 
 
 def _broker_folder(settings: Settings) -> Path | None:
@@ -138,8 +144,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Calls with no outcome OUTCOME_PULL_AFTER after dispatch are read back.
             "pull-outcomes": {
                 "task": "callbacks.pull_outcomes",
-                "schedule": OUTCOME_PULL_INTERVAL,
-                "options": {"expires": OUTCOME_PULL_INTERVAL},
+                "schedule": pull_interval(settings),
+                "options": {"expires": pull_interval(settings)},
             },
         },
         "timezone": "UTC",
