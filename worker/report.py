@@ -68,7 +68,15 @@ def platform_report(session: Session, now: datetime) -> dict[str, Any]:
             PlatformEvent.result == "invalid_callback",
         )
     )
+    outcomes = dict(
+        session.execute(
+            select(Callback.call_outcome, func.count())
+            .where(Callback.call_outcome_at >= since)
+            .group_by(Callback.call_outcome)
+        ).all()
+    )
     return {
+        "call_outcomes_last_hour": {str(k): int(v) for k, v in sorted(outcomes.items())},
         "platform_events_refused_last_hour": count or 0,
         "platform_event_last_refused": None
         if refused is None
@@ -98,9 +106,12 @@ def render(report: dict[str, Any]) -> str:
 
 
 def render_platform(report: dict[str, Any]) -> list[str]:
+    outcomes = report.get("call_outcomes_last_hour") or {}
+    said = ", ".join(f"{k}: {n}" for k, n in outcomes.items()) or "none"
+    lines = [f"call outcomes in the last hour: {said}"]
     count = report.get("platform_events_refused_last_hour", 0)
     line = f"platform events refused in the last hour: {count}"
     last = report.get("platform_event_last_refused")
     if last:
         line += f" (last: {last['webhook_id']}: {last['reason']})"
-    return [line]
+    return [*lines, line]

@@ -275,6 +275,10 @@ def test_a_pushed_hangup_records_the_outcome_once_first_decisive_wins(
     outcome_events = [e for e in history if e.detail.get("event") == "call outcome"]
     assert len(outcome_events) == 1
     assert outcome_events[0].detail["call_outcome"] == "busy"
+    with sessions() as s:
+        report = status_report(s, NOW + timedelta(minutes=30))
+    assert report["call_outcomes_last_hour"] == {"busy": 1}
+    assert "call outcomes in the last hour: busy: 1" in render(report)
     assert (outcome_events[0].from_status, outcome_events[0].to_status) == ("dispatched",) * 2
 
 

@@ -37,6 +37,7 @@ _DISPATCHING = text("status = 'dispatching'")
 _HAS_CREATION_KEY = text("creation_key IS NOT NULL")
 _HAS_CREATED_SESSION = text("created_session_id IS NOT NULL")
 _UNPROCESSED = text("processed_at IS NULL")
+_HAS_OUTCOME = text("call_outcome_at IS NOT NULL")
 _OUTCOME_PENDING = text("status = 'dispatched' AND call_outcome IS NULL")
 
 
@@ -132,6 +133,13 @@ class Callback(Base):
             "dispatched_at",
             postgresql_where=_OUTCOME_PENDING,
             sqlite_where=_OUTCOME_PENDING,
+        ),
+        # `callbacks status`: outcomes of the last hour (issue 14).
+        Index(
+            "ix_callbacks_call_outcome_at",
+            "call_outcome_at",
+            postgresql_where=_HAS_OUTCOME,
+            sqlite_where=_HAS_OUTCOME,
         ),
         # Platform events find their callback by the session the dial created (issue 14).
         Index(

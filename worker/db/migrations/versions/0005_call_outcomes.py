@@ -25,6 +25,7 @@ depends_on: str | Sequence[str] | None = None
 
 HAS_SESSION = sa.text("created_session_id IS NOT NULL")
 UNPROCESSED = sa.text("processed_at IS NULL")
+HAS_OUTCOME = sa.text("call_outcome_at IS NOT NULL")
 OUTCOME_PENDING = sa.text("status = 'dispatched' AND call_outcome IS NULL")
 
 
@@ -53,6 +54,13 @@ def upgrade() -> None:
         ["dispatched_at"],
         postgresql_where=OUTCOME_PENDING,
         sqlite_where=OUTCOME_PENDING,
+    )
+    op.create_index(
+        "ix_callbacks_call_outcome_at",
+        "callbacks",
+        ["call_outcome_at"],
+        postgresql_where=HAS_OUTCOME,
+        sqlite_where=HAS_OUTCOME,
     )
     op.create_table(
         "platform_events",
@@ -87,6 +95,7 @@ def downgrade() -> None:
     op.drop_index("ix_platform_events_processed", table_name="platform_events")
     op.drop_index("ix_platform_events_unprocessed", table_name="platform_events")
     op.drop_table("platform_events")
+    op.drop_index("ix_callbacks_call_outcome_at", table_name="callbacks")
     op.drop_index("ix_callbacks_outcome_pending", table_name="callbacks")
     with op.batch_alter_table("org_configs") as batch:
         batch.drop_column("redial_intervals")
