@@ -13,12 +13,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.api.conftest import FixedClock
+from tests.integration.api.conftest import NOW, FixedClock, Keys, bearer
 from tests.support.broker import queued_dispatches
+from tests.support.factories import make_callback
 from tests.support.webhooks_in import event, new_secret, signed
+from worker import lifecycle
 from worker.api.app import create_app
-from worker.db.models import PlatformEvent
+from worker.db.models import Callback, PlatformEvent
+from worker.serializer import callback_view
 from worker.settings import ConfigurationError, Settings, load_settings
+from worker.status import Status
 
 SECRET = new_secret()
 OLD_SECRET = new_secret()
@@ -206,3 +210,28 @@ def test_without_a_secret_the_receiver_answers_503_so_the_platform_retries(
 def test_a_malformed_secret_stops_start_up_naming_the_variable(value: str) -> None:
     with pytest.raises(ConfigurationError, match="SPEKO_WEBHOOK_SECRET"):
         load_settings(speko_webhook_secret=value)
+
+
+def test_the_callback_object_serves_its_call_outcome(
+    client: TestClient, keys: Keys, pg_sessions: sessionmaker[Session]
+) -> None:
+    with pg_sessions.begin() as s:
+        cb = make_callback(s, Status.DISPATCHED, created_session_id="sess_o")
+        lifecycle.record_call_outcome(s, cb.id, "no_answer", now=NOW, actor="t", detail={})
+    got = client.get(f"/v1/callbacks/{cb.id}", headers=bearer(keys.a)).json()
+    assert (got["call_outcome"], got["call_outcome_at"]) == ("no_answer", "2026-03-02T12:00:00Z")
+    with pg_sessions() as s:
+        row = s.get(Callback, cb.id)
+        assert row is not None
+        assert got == json.loads(json.dumps(callback_view(row)))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("redial_on", "answered"), ("redial_intervals", "30x"), ("redial_max", -1)],
+)
+def test_a_wrong_redial_default_stops_start_up_naming_the_variable(
+    variable: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match=variable.upper()):
+        load_settings(**{variable: value})
