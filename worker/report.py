@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.db.models import Callback
+from worker.db.models import Callback, PlatformEvent
 from worker.durations import say_duration
 from worker.metrics import backlog_of
 from worker.pacing.holds import PROVIDER, active_hold
@@ -46,6 +46,41 @@ def status_report(session: Session, now: datetime) -> dict[str, Any]:
         else round((now - oldest).total_seconds(), 3),
         "failed_last_hour_by_cause": dict(Counter(cause_class(c) for c in recent_causes)),
         "held": None if hold is None else {"until": rfc3339(hold.until), "reason": hold.reason},
+        **platform_report(session, now),
+    }
+
+
+def platform_report(session: Session, now: datetime) -> dict[str, Any]:
+    """Issue 14: platform events whose ``scheduled_callback`` was refused in the last hour."""
+    since = now - timedelta(hours=1)
+    refused = session.execute(
+        select(PlatformEvent.webhook_id, PlatformEvent.error)
+        .where(
+            PlatformEvent.processed_at >= since,
+            PlatformEvent.result == "invalid_callback",
+        )
+        .order_by(PlatformEvent.processed_at.desc())
+        .limit(1)
+    ).first()
+    count = session.scalar(
+        select(func.count()).where(
+            PlatformEvent.processed_at >= since,
+            PlatformEvent.result == "invalid_callback",
+        )
+    )
+    outcomes = dict(
+        session.execute(
+            select(Callback.call_outcome, func.count())
+            .where(Callback.call_outcome_at >= since)
+            .group_by(Callback.call_outcome)
+        ).all()
+    )
+    return {
+        "call_outcomes_last_hour": {str(k): int(v) for k, v in sorted(outcomes.items())},
+        "platform_events_refused_last_hour": count or 0,
+        "platform_event_last_refused": None
+        if refused is None
+        else {"webhook_id": refused.webhook_id, "reason": refused.error},
     }
 
 
@@ -66,4 +101,17 @@ def render(report: dict[str, Any]) -> str:
         if held
         else "dialing: not held"
     )
+    lines += render_platform(report)
     return "\n".join(lines)
+
+
+def render_platform(report: dict[str, Any]) -> list[str]:
+    outcomes = report.get("call_outcomes_last_hour") or {}
+    said = ", ".join(f"{k}: {n}" for k, n in outcomes.items()) or "none"
+    lines = [f"call outcomes in the last hour: {said}"]
+    count = report.get("platform_events_refused_last_hour", 0)
+    line = f"platform events refused in the last hour: {count}"
+    last = report.get("platform_event_last_refused")
+    if last:
+        line += f" (last: {last['webhook_id']}: {last['reason']})"
+    return [*lines, line]

@@ -41,6 +41,9 @@ def callback_view(cb: Callback) -> dict[str, Any]:
         "cancelled_at": rfc3339(cb.cancelled_at),
         "created_at": rfc3339(cb.created_at),
         "updated_at": rfc3339(cb.updated_at),
+        # issue 14 (additive): what became of the call, null until known
+        "call_outcome": cb.call_outcome,
+        "call_outcome_at": rfc3339(cb.call_outcome_at),
     }
 
 
@@ -66,6 +69,8 @@ PUBLIC_FIELDS = (
     "cancelled_at",
     "created_at",
     "updated_at",
+    "call_outcome",
+    "call_outcome_at",
 )
 """The ``ScheduledCallback`` fields in order; each is also the name of its column."""
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.datetimes import MAX_LATENESS_SECONDS
+
+if TYPE_CHECKING:
+    from worker.redials import RedialPolicy
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
@@ -99,6 +102,56 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
     """Default: console lines in the embedded mode, JSON lines in production."""
+
+    # --- the platform's call lifecycle (issue 14; DESIGN.md "second wave") ---
+    speko_webhook_secret: str | None = Field(default=None, repr=False)
+    """``whsec_...`` secrets (space-separated, for rotation) that sign the platform's
+    webhooks to ``POST /webhooks/speko``; unset: the receiver answers 503."""
+    outcome_pull_after: PositiveSeconds = 600.0
+    """Seconds after dispatch without a decisive event before the worker pulls the call."""
+    outcome_give_up_after: PositiveSeconds = 86400.0
+    """Seconds after dispatch when pulling stops and the outcome becomes ``unknown``."""
+
+    redial_max: int = Field(default=0, ge=0, le=10)
+    """Redials per callback whose call was not answered (0: off); ``org-redial`` overrides."""
+    redial_on: str = "no_answer,busy"
+    """Outcomes that get a redial: among no_answer, busy, voicemail, failed."""
+    redial_intervals: str = "30m,2h"
+    """Waits after the outcome before each redial (s, m, h); the last repeats."""
+
+    @field_validator("redial_on")
+    @classmethod
+    def _redial_on(cls, value: str) -> str:
+        from worker.redials import parse_on
+
+        parse_on(value)
+        return value
+
+    @field_validator("redial_intervals")
+    @classmethod
+    def _redial_intervals(cls, value: str) -> str:
+        from worker.redials import parse_intervals
+
+        parse_intervals(value)
+        return value
+
+    @property
+    def redial_defaults(self) -> RedialPolicy:
+        from worker.redials import RedialPolicy, parse_intervals, parse_on
+
+        return RedialPolicy(
+            self.redial_max, parse_on(self.redial_on), parse_intervals(self.redial_intervals)
+        )
+
+    @field_validator("speko_webhook_secret")
+    @classmethod
+    def _webhook_secrets(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from worker.platform_events.signature import parse_secrets
+
+        parse_secrets(value)
+        return value
 
     @field_validator("worker_pool")
     @classmethod

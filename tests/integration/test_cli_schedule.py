@@ -70,6 +70,7 @@ def test_one_from_flags_prints_it_in_the_api_shape(
         "phone_number_id", "to_number", "from_number", "scheduled_at", "status", "reason",
         "instructions", "summary", "pipeline_config", "metadata", "failure_cause",
         "attempted_at", "dispatched_at", "cancelled_at", "created_at", "updated_at",
+        "call_outcome", "call_outcome_at",  # issue 14, additive
     }, "every ScheduledCallback field and no internal column"  # fmt: skip
     engine = make_engine(db)
     with make_sessions(engine)() as s:

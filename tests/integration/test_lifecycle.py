@@ -181,6 +181,27 @@ def _runs(session: Session) -> dict[str, list[Callable[[], object]]]:
                 actor="t",
             )
         ],
+        # issue 14: the call's outcome, and when to pull it
+        "record_call_outcome": [
+            lambda: lifecycle.record_call_outcome(
+                session,
+                make_callback(session, Status.DISPATCHED).id,
+                "busy",
+                now=NOW,
+                actor="t",
+                detail={},
+            )
+        ],
+        "postpone_outcome_pull": [
+            lambda: lifecycle.postpone_outcome_pull(
+                session,
+                make_callback(session, Status.DISPATCHED).id,
+                pulls=0,
+                next_at=NOW,
+                now=NOW,
+                actor="t",
+            )
+        ],
     }
 
 

@@ -60,6 +60,13 @@ class Provider:
         """Idempotency-Key -> sessionId of every call actually placed."""
         self.duplicates = 0
         self.connections = 0
+        # --- the platform's side after a dial (issue 14): /v1/calls/{id}[/events|/report]
+        self.numbers: dict[str, str] = {}
+        """sessionId -> the number it called, for every call placed."""
+        self.call_behaviours: dict[str, str] = {}
+        """number -> what its calls do: answered (default), no_answer, busy, voicemail."""
+        self.calls_down = False
+        """True: every GET /v1/calls/... answers 503 (the platform is down)."""
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -91,6 +98,8 @@ class Provider:
                 if key in self.calls:
                     self.duplicates += 1
                 self.calls[key] = session_id
+                if isinstance(req.body, dict):
+                    self.numbers[session_id] = str(req.body.get("to", ""))
         if isinstance(reply.body, bytes):
             return reply, reply.body
         if reply.body is not None:
@@ -98,6 +107,58 @@ class Provider:
         if 200 <= reply.status < 300:
             return reply, self._dial_response(req, session_id)
         return reply, json.dumps({"error": "stand-in error", "code": "TEST"}).encode()
+
+    def add_call(self, session_id: str, number: str) -> None:
+        """A call the platform placed (as if dialed): readable at /v1/calls/{session_id}."""
+        with self._lock:
+            self.numbers[session_id] = number
+
+    def call_view(self, path: str) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/calls/{id}``, ``.../events``, ``.../report`` per the number's behaviour."""
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) < 3 or parts[:2] != ["v1", "calls"] or len(parts) > 4:
+            return 404, {"error": "Not found", "code": "NOT_FOUND"}
+        if self.calls_down:
+            return 503, {"error": "down", "code": "UNAVAILABLE"}
+        session_id = parts[2]
+        with self._lock:
+            number = self.numbers.get(session_id)
+        if number is None:
+            return 404, {"error": "Not found", "code": "NOT_FOUND"}
+        behaviour = self.call_behaviours.get(number, "answered")
+        org = "org_a"
+        base = {"session_id": session_id, "organization_id": org, "provider": "stand-in"}
+
+        def event(kind: str, **fields: Any) -> dict[str, Any]:
+            fields.setdefault("sip_status_code", None)
+            fields.setdefault("status", None)
+            fields.setdefault("failure_cause", None)
+            return {"id": f"ev_{kind}", "event_type": kind, "payload": {}, **base, **fields}
+
+        events = [event("call.initiated"), event("call.ringing")]
+        report: dict[str, Any] | None = None
+        if behaviour == "no_answer":
+            events.append(event("call.hangup", sip_status_code=480, failure_cause="no answer"))
+        elif behaviour == "busy":
+            events.append(event("call.hangup", sip_status_code=486, sip_status="Busy Here"))
+        elif behaviour == "voicemail":
+            events += [event("call.answered"), event("call.hangup", status="ended")]
+            report = {**base, "outcome": "left a message", "voicemail": {"detected": True}}
+        else:
+            events += [event("call.answered"), event("call.hangup", status="ended")]
+            report = {**base, "outcome": "answered", "voicemail": {"detected": False}}
+        if len(parts) == 3:
+            return 200, {
+                "id": session_id,
+                "call_id": session_id,
+                "status": "ended",
+                "report": report,
+            }
+        if parts[3] == "events":
+            return 200, {"events": events}
+        if parts[3] == "report":
+            return (200, report) if report is not None else (404, {"error": "Not found"})
+        return 404, {"error": "Not found", "code": "NOT_FOUND"}
 
     @staticmethod
     def _dial_response(req: Received, session_id: str) -> bytes:
@@ -150,6 +211,22 @@ class Provider:
                     self.wfile.write(data)
                 except OSError:
                     pass  # the client gave up (timeout); the call may still have been placed
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != f"Bearer {provider.api_key}":
+                    status, body = 401, {"error": "Unauthorized", "code": "UNAUTHORIZED"}
+                else:
+                    status, body = provider.call_view(self.path)
+                data = json.dumps(body).encode()
+                with provider._lock:
+                    provider.requests.append(
+                        Received(self.path, dict(self.headers.items()), None, time.time())
+                    )
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler
 

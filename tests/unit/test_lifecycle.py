@@ -23,14 +23,18 @@ def test_only_creation_starts_a_callback_and_it_starts_scheduled() -> None:
 
 def test_changes_within_a_status_happen_only_while_dispatching_or_as_an_edit() -> None:
     within = {name for name, m in lifecycle.MOVES.items() if any(a == b for a, b in m.edges)}
-    assert within == {"start_attempts", "resend_same_key", "reschedule"}
+    outcome_moves = {"record_call_outcome", "postpone_outcome_pull"}
+    assert within == {"start_attempts", "resend_same_key", "reschedule"} | outcome_moves
     assert all(
         a == b == Status.DISPATCHING
-        for name in within - {"reschedule"}
+        for name in within - outcome_moves - {"reschedule"}
         for a, b in lifecycle.MOVES[name].edges
     )
     # An operator's edit (PATCH) stays scheduled: it changes no status.
     assert lifecycle.MOVES["reschedule"].edges == {(Status.SCHEDULED, Status.SCHEDULED)}
+    # Issue 14: the call's outcome (and when to pull it) is all a dispatched callback takes.
+    for name in outcome_moves:
+        assert lifecycle.MOVES[name].edges == {(Status.DISPATCHED, Status.DISPATCHED)}
 
 
 def test_every_move_is_public_and_registered() -> None:

@@ -21,12 +21,14 @@ from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import served
 from worker.api.readiness import Readiness
-from worker.api.routes import callbacks, health, metrics
+from worker.api.routes import callbacks, health, metrics, speko_webhooks
 from worker.api.routes.metrics import MetricsEndpoint
+from worker.api.routes.speko_webhooks import Receiver, SendEvent, celery_sender
 from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
 from worker.db.engine import API_POOL_OVERFLOW, API_POOL_SIZE, make_engine, make_sessions
 from worker.metrics import StateCollector
+from worker.platform_events.signature import parse_secrets
 from worker.settings import Settings
 
 
@@ -38,6 +40,7 @@ def create_app(
     publish: Publish | None = None,
     broker_probe: Probe | None = None,
     clock: Clock | None = None,
+    send_event: SendEvent | None = None,
 ) -> FastAPI:
     """Build the app. Tests pass their own session factory, Celery app or clock;
     whatever is not passed is built from ``settings`` (and closed at shutdown)."""
@@ -61,6 +64,14 @@ def create_app(
             kept = celery_probe(celery)
             owned.insert(0, kept.close)
             broker_probe = kept
+
+    # Platform events in (POST /webhooks/speko): stored, then a task per event.
+    if send_event is None:
+        if celery is None:
+            celery = publisher(settings)
+            owned.append(celery.close)
+        send_event = celery_sender(celery)
+    hooks = parse_secrets(settings.speko_webhook_secret) if settings.speko_webhook_secret else []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +115,7 @@ def create_app(
     app.state.metrics = MetricsEndpoint(
         StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
+    app.state.speko_receiver = Receiver(hooks, send_event)
     spec = served()
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -113,6 +125,7 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(speko_webhooks.router)
     app.add_middleware(Edge)
     errors.install(app)
     return app

@@ -17,6 +17,16 @@ from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
+PLATFORM_EVENTS_SWEEP = 30.0
+"""Seconds between sweeps for stored, unprocessed platform events."""
+OUTCOME_PULL_INTERVAL = 60.0
+"""Seconds between looks for calls whose outcome is due to be pulled (at most)."""
+
+
+def pull_interval(settings: Settings) -> float:
+    """A tenth of OUTCOME_PULL_AFTER, between 1 s and 60 s: a pull is late by at most
+    a tenth of the wait it follows (short waits are for tests and demos)."""
+    return max(1.0, min(OUTCOME_PULL_INTERVAL, settings.outcome_pull_after / 10))
 
 
 def _broker_folder(settings: Settings) -> Path | None:
@@ -105,6 +115,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             "callbacks.poll": {"queue": POLL_QUEUE},
             "callbacks.reap": {"queue": POLL_QUEUE},
+            "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
+            "callbacks.pull_outcomes": {"queue": POLL_QUEUE},
         },
         # The bare `celery -A worker worker` consumes both.
         "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE)],
@@ -122,6 +134,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "callbacks.reap",
                 "schedule": settings.reaper_interval,
                 "options": {"expires": settings.reaper_interval},
+            },
+            # Platform events stored but not processed (issue 14): a lost task is redone.
+            "platform-events": {
+                "task": "callbacks.sweep_platform_events",
+                "schedule": PLATFORM_EVENTS_SWEEP,
+                "options": {"expires": PLATFORM_EVENTS_SWEEP},
+            },
+            # Calls with no outcome OUTCOME_PULL_AFTER after dispatch are read back.
+            "pull-outcomes": {
+                "task": "callbacks.pull_outcomes",
+                "schedule": pull_interval(settings),
+                "options": {"expires": pull_interval(settings)},
             },
         },
         "timezone": "UTC",

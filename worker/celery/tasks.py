@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
 
 from worker.creation import schedule
+from worker.dialer.calls import SpekoCalls
 from worker.dispatch import dispatch, dispatch_many
+from worker.outcome_pull import PullPolicy, pull_outcomes
+from worker.platform_events.process import process, sweep
 from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
@@ -87,3 +91,57 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
             )
         log.info("scheduled %d callbacks: %s", len(created), ", ".join(c.id for c in created))
         return [c.id for c in created]
+
+    # --- platform events in (issue 14) ---
+
+    @app.task(name="callbacks.process_platform_event", shared=False)
+    def process_platform_event(webhook_id: str) -> str | None:
+        """Internal: do what a stored platform event asks (once; a repeat is a no-op)."""
+        rt = runtime()
+        handled = process(
+            rt.sessions,
+            rt.clock,
+            webhook_id,
+            lateness=rt.settings.lateness,
+            redials=rt.settings.redial_defaults,
+        )
+        return None if handled is None else handled.result.value
+
+    @app.task(name="callbacks.sweep_platform_events", shared=False)
+    def sweep_platform_events() -> int:
+        """Internal (beat): events stored but never processed (their task was lost)."""
+        rt = runtime()
+        return sweep(
+            rt.sessions,
+            rt.clock,
+            lateness=rt.settings.lateness,
+            redials=rt.settings.redial_defaults,
+        )
+
+    # --- the outcome of calls placed, pulled when no event decided it (issue 14) ---
+
+    readers: list[SpekoCalls] = []
+
+    @app.task(name="callbacks.pull_outcomes", shared=False)
+    def pull_call_outcomes() -> dict[str, int]:
+        """Internal (beat): read calls with no outcome OUTCOME_PULL_AFTER after dispatch."""
+        rt = runtime()
+        settings = rt.settings
+        if settings.speko_api_url is None or not settings.speko_api_key:
+            return {}  # no platform (log-only dialer): no call to read back
+        if not readers:
+            readers.append(
+                SpekoCalls(
+                    str(settings.speko_api_url),
+                    settings.speko_api_key,
+                    connect_timeout=settings.dialer_connect_timeout,
+                    read_timeout=settings.dialer_read_timeout,
+                )
+            )
+        policy = PullPolicy(
+            timedelta(seconds=settings.outcome_pull_after),
+            timedelta(seconds=settings.outcome_give_up_after),
+            redials=settings.redial_defaults,
+            lateness=settings.lateness,
+        )
+        return pull_outcomes(rt.sessions, rt.clock, readers[0].read, policy)

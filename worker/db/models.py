@@ -35,6 +35,10 @@ NAMING = {
 _SCHEDULED = text("status = 'scheduled'")
 _DISPATCHING = text("status = 'dispatching'")
 _HAS_CREATION_KEY = text("creation_key IS NOT NULL")
+_HAS_CREATED_SESSION = text("created_session_id IS NOT NULL")
+_UNPROCESSED = text("processed_at IS NULL")
+_HAS_OUTCOME = text("call_outcome_at IS NOT NULL")
+_OUTCOME_PENDING = text("status = 'dispatched' AND call_outcome IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -93,6 +97,15 @@ class Callback(Base):
     creation_fingerprint: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 of the callback as created with that key: a replay must match it."""
 
+    # --- the call's outcome (issue 14): served by the API, null until known ---
+    call_outcome: Mapped[str | None] = mapped_column(String(16))
+    """answered, no_answer, busy, voicemail, failed or unknown (worker/call_outcome.py)."""
+    call_outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Internal: the next pull of the call's outcome (NULL: dispatched_at + OUTCOME_PULL_AFTER)."""
+    outcome_pulls: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Internal: pulls made that did not decide the outcome (the backoff's exponent)."""
+
     __table_args__ = (
         # The poll reads only due rows: cost follows what is due, not the table size.
         Index("ix_callbacks_due", "due_at", postgresql_where=_SCHEDULED, sqlite_where=_SCHEDULED),
@@ -113,6 +126,27 @@ class Callback(Base):
             unique=True,
             postgresql_where=_HAS_CREATION_KEY,
             sqlite_where=_HAS_CREATION_KEY,
+        ),
+        # The outcome pull reads only dispatched calls with no outcome yet (issue 14).
+        Index(
+            "ix_callbacks_outcome_pending",
+            "dispatched_at",
+            postgresql_where=_OUTCOME_PENDING,
+            sqlite_where=_OUTCOME_PENDING,
+        ),
+        # `callbacks status`: outcomes of the last hour (issue 14).
+        Index(
+            "ix_callbacks_call_outcome_at",
+            "call_outcome_at",
+            postgresql_where=_HAS_OUTCOME,
+            sqlite_where=_HAS_OUTCOME,
+        ),
+        # Platform events find their callback by the session the dial created (issue 14).
+        Index(
+            "ix_callbacks_created_session",
+            "created_session_id",
+            postgresql_where=_HAS_CREATED_SESSION,
+            sqlite_where=_HAS_CREATED_SESSION,
         ),
         Index(
             "ix_callbacks_org_source_created",
@@ -189,6 +223,12 @@ class OrgConfig(Base):
     """Callbacks ``dispatching`` at once per ``phone_number_id`` (0: unlimited)."""
     max_dials_per_minute: Mapped[int | None] = mapped_column(Integer)
     """Sustained claim rate for this organization (0: unlimited)."""
+    # --- redials (issue 14; NULL: REDIAL_MAX / REDIAL_ON / REDIAL_INTERVALS apply) ---
+    redial_max: Mapped[int | None] = mapped_column(Integer)
+    redial_on: Mapped[str | None] = mapped_column(String(64))
+    """Comma-separated outcomes that get a redial, e.g. ``no_answer,busy``."""
+    redial_intervals: Mapped[str | None] = mapped_column(String(128))
+    """Comma-separated waits after the outcome, e.g. ``30m,2h`` (the last repeats)."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -223,3 +263,37 @@ Index(
     Callback.created_at,
     Callback.id,
 )
+
+
+class PlatformEvent(Base):
+    """A webhook from the platform (``POST /webhooks/speko``), stored before it is
+    acknowledged and processed after: ``processed_at`` NULL is work still to do."""
+
+    __tablename__ = "platform_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    webhook_id: Mapped[str] = mapped_column(String(256), unique=True)
+    """The ``webhook-id`` header: the same delivery again is the same row."""
+    type: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    """The body as received (``type``, ``timestamp``, ``data``)."""
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[str | None] = mapped_column(String(32))
+    """What processing did (worker/platform_events/process.py: Result)."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why it did nothing, when that is worth an operator's look (an invalid callback)."""
+    callback_id: Mapped[str | None] = mapped_column(String(40))
+    """The callback it created or informed, if any."""
+
+    __table_args__ = (
+        Index(
+            "ix_platform_events_unprocessed",
+            "received_at",
+            postgresql_where=_UNPROCESSED,
+            sqlite_where=_UNPROCESSED,
+        ),
+        Index("ix_platform_events_processed", "processed_at"),
+    )

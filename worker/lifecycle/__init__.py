@@ -19,6 +19,8 @@ What can happen to a callback, by the status it is in (:data:`MOVES` says it as 
   :func:`fail_attempt`, and once its lease ran out :func:`resend_same_key` or
   :func:`fail_unknown` (reaper)
 - ``failed``: :func:`reclaim_failed` (an operator's retry, a new dispatch round)
+- ``dispatched``: :func:`record_call_outcome` (what became of the call; the first wins),
+  :func:`postpone_outcome_pull` (a pull decided nothing: pull again later)
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ __all__ = [
     "fail_attempt",
     "fail_unknown",
     "may_have_rung",
+    "postpone_outcome_pull",
     "reclaim_failed",
+    "record_call_outcome",
     "record_placed",
     "release_unstarted",
     "reschedule",
@@ -498,3 +502,44 @@ def reschedule(
     ]
     change = Change(SCHEDULED, SCHEDULED, now, actor, dict(why), dict(values), guards)
     return transition(session, callback_id, change)
+
+
+# --- dispatched: the call's outcome (issue 14) ------------------------------------------
+
+
+@_move((DISPATCHED, DISPATCHED))
+def record_call_outcome(
+    session: Session,
+    callback_id: str,
+    outcome: str,
+    *,
+    now: datetime,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> Callback | None:
+    """Record what became of the call a dispatched callback placed. Only the first
+    outcome is kept: a duplicate, a late push or a racing pull changes nothing (None)."""
+    values = {"call_outcome": outcome, "call_outcome_at": now}
+    guards = [Callback.call_outcome.is_(None)]
+    detail = {"event": "call outcome", "call_outcome": outcome, **detail}
+    change = Change(DISPATCHED, DISPATCHED, now, actor, detail, values, guards)
+    return transition(session, callback_id, change)
+
+
+@_move((DISPATCHED, DISPATCHED))
+def postpone_outcome_pull(
+    session: Session,
+    callback_id: str,
+    *,
+    pulls: int,
+    next_at: datetime,
+    now: datetime,
+    actor: str,
+) -> bool:
+    """A pull of the call's outcome decided nothing: the next one at ``next_at``. Only
+    while no outcome is recorded and no other puller moved it first (``pulls``)."""
+    values = {"outcome_pull_at": next_at, "outcome_pulls": pulls + 1}
+    guards = [Callback.call_outcome.is_(None), Callback.outcome_pulls == pulls]
+    detail = {"event": "outcome pull undecided", "pulls": pulls + 1}
+    change = Change(DISPATCHED, DISPATCHED, now, actor, detail, values, guards)
+    return transition(session, callback_id, change) is not None

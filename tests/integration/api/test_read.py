@@ -22,6 +22,7 @@ FIELDS = {
     "phone_number_id", "to_number", "from_number", "scheduled_at", "status", "reason",
     "instructions", "summary", "pipeline_config", "metadata", "failure_cause", "attempted_at",
     "dispatched_at", "cancelled_at", "created_at", "updated_at",
+    "call_outcome", "call_outcome_at",  # issue 14, additive
 }  # fmt: skip
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
