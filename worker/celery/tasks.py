@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
@@ -14,6 +15,7 @@ from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
 from worker.validation import InvalidCallback, parse_new_callbacks
+from worker.webhooks import jobs as webhook_jobs
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +89,42 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
             )
         log.info("scheduled %d callbacks: %s", len(created), ", ".join(c.id for c in created))
         return [c.id for c in created]
+
+    # --- callback webhooks out (issue 15) ---
+
+    @app.task(name="callbacks.webhooks_deliver", shared=False)
+    def webhooks_deliver(delivery_id: str) -> str | None:
+        """Internal: one attempt of one webhook delivery (handed out by the sweep)."""
+        rt = runtime()
+        return webhook_jobs.deliver_one(
+            rt.sessions,
+            rt.clock,
+            delivery_id,
+            timeout=rt.settings.webhook_timeout,
+            allowed=rt.settings.webhook_allowed,
+        )
+
+    def publish_deliveries(ids: Sequence[str]) -> None:
+        with app.producer_or_acquire() as producer:
+            for delivery_id in ids:
+                webhooks_deliver.apply_async((delivery_id,), producer=producer)
+
+    @app.task(name="callbacks.webhooks_sweep", shared=False)
+    def webhooks_sweep() -> int:
+        rt = runtime()
+        # Longer than an attempt plus its wait in the queue: a delivery is handed out
+        # again only when its worker surely stopped.
+        lease = timedelta(seconds=rt.settings.webhook_timeout * 2 + 60)
+        return webhook_jobs.sweep(
+            rt.sessions,
+            rt.clock,
+            publish_deliveries,
+            lease=lease,
+            per_endpoint=rt.settings.webhook_max_in_flight_per_endpoint,
+        )
+
+    @app.task(name="callbacks.webhooks_purge", shared=False)
+    def webhooks_purge() -> int:
+        rt = runtime()
+        retention = timedelta(seconds=rt.settings.webhook_retention)
+        return webhook_jobs.purge(rt.sessions, rt.clock, retention=retention)

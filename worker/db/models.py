@@ -278,6 +278,8 @@ class WebhookDelivery(Base):
     leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """Handed to a worker until then: not handed out again meanwhile."""
     last_response_status: Mapped[int | None] = mapped_column(Integer)
+    next_trigger: Mapped[str] = mapped_column(String(16), default="automatic")
+    """How the next attempt is logged: ``manual`` after a redeliver, else ``automatic``."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -74,8 +74,20 @@ def _forbidden(ip: IPAddress) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The operator's exceptions: hosts that may use plain http (``WEBHOOK_ALLOW_HTTP_HOSTS``)
+    and hosts that may resolve to private addresses (``WEBHOOK_ALLOW_PRIVATE_HOSTS``)."""
+
+    http_hosts: Collection[str] = ()
+    private_hosts: Collection[str] = ()
+
+
+NOTHING_ALLOWED = Allowed()
+
+
 def check_url(
-    url: str, *, allow_hosts: Collection[str] = (), resolver: Resolver = resolve
+    url: str, *, allowed: Allowed = NOTHING_ALLOWED, resolver: Resolver = resolve
 ) -> Target:
     """The target to connect to for ``url``, or :class:`RefusedURL` saying why not."""
     parts = urlsplit(url.strip())
@@ -84,9 +96,10 @@ def check_url(
         raise RefusedURL(f"url: {url!r} is not an absolute https:// URL")
     if parts.username or parts.password:
         raise RefusedURL("url: credentials in the URL are not accepted")
-    allowed = host in {h.lower() for h in allow_hosts}
+    http_ok = host in {h.lower() for h in allowed.http_hosts}
+    private_ok = host in {h.lower() for h in allowed.private_hosts}
     loopback = _is_loopback_name(host)
-    if parts.scheme == "http" and not (loopback or allowed):
+    if parts.scheme == "http" and not (loopback or http_ok):
         raise RefusedURL(
             f"url: plain http is accepted only for loopback and WEBHOOK_ALLOW_HTTP_HOSTS; "
             f"use https:// for {host}"
@@ -101,12 +114,12 @@ def check_url(
         raise RefusedURL(f"url: {host} does not resolve ({exc})") from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if ip.is_loopback or allowed:
+        if ip.is_loopback or private_ok:
             continue
         if _forbidden(ip):
             raise RefusedURL(
                 f"url: {host} resolves to {ip}, a private, link-local or reserved address; "
-                "webhooks go only to public addresses (or hosts in WEBHOOK_ALLOW_HTTP_HOSTS)"
+                "webhooks go only to public addresses (or hosts in WEBHOOK_ALLOW_PRIVATE_HOSTS)"
             )
     if not addresses:
         raise RefusedURL(f"url: {host} does not resolve")

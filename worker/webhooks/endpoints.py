@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from ulid import ULID
 
 from worker.db.models import WebhookEndpoint
 from worker.serializer import rfc3339
-from worker.webhooks.addresses import Resolver, check_url, resolve
+from worker.webhooks.addresses import NOTHING_ALLOWED, Allowed, Resolver, check_url, resolve
 from worker.webhooks.outbox import EVENT_TYPES
 
 ROTATION_GRACE = timedelta(hours=24)
@@ -48,10 +48,10 @@ def create_endpoint(
     description: str | None = None,
     enabled: bool = True,
     now: datetime,
-    allow_hosts: Collection[str] = (),
+    allowed: Allowed = NOTHING_ALLOWED,
     resolver: Resolver = resolve,
 ) -> WebhookEndpoint:
-    check_url(url, allow_hosts=allow_hosts, resolver=resolver)
+    check_url(url, allowed=allowed, resolver=resolver)
     endpoint = WebhookEndpoint(
         id="whe_" + str(ULID()).lower(),
         organization_id=organization_id,
@@ -96,11 +96,11 @@ def update_endpoint(
     changes: dict[str, Any],
     *,
     now: datetime,
-    allow_hosts: Collection[str] = (),
+    allowed: Allowed = NOTHING_ALLOWED,
     resolver: Resolver = resolve,
 ) -> WebhookEndpoint:
     if "url" in changes:
-        check_url(changes["url"], allow_hosts=allow_hosts, resolver=resolver)
+        check_url(changes["url"], allowed=allowed, resolver=resolver)
         endpoint.url = changes["url"].strip()
     if "events" in changes:
         endpoint.events = check_events(changes["events"] or [])

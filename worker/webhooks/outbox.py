@@ -132,6 +132,7 @@ def announce(
                     "status": PENDING,
                     "attempts": 0,
                     "next_attempt_at": now,
+                    "next_trigger": "automatic",
                     "created_at": now,
                     "updated_at": now,
                 }

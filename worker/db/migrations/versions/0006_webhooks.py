@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
         sa.Column("leased_until", UTCDateTime(), nullable=True),
         sa.Column("last_response_status", sa.Integer(), nullable=True),
+        sa.Column("next_trigger", sa.String(length=16), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
