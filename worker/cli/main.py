@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.cli import api_commands, commands, org_commands
+from worker.cli import api_commands, commands, org_commands, webhook_commands
 from worker.cli.args import add_command, organization
 
 
@@ -144,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
 
     api_commands.add_parsers(sub)
     org_commands.add_parsers(sub)
+    webhook_commands.add_parsers(sub)
     return p
 
 
@@ -157,6 +158,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "api-key": api_commands.api_key,
     "org-window": org_commands.org_window,
     "org-pacing": org_commands.org_pacing,
+    "webhook": webhook_commands.webhook,
 }
 
 
