@@ -16,6 +16,7 @@ from worker.metrics import backlog_of
 from worker.pacing.holds import PROVIDER, active_hold
 from worker.serializer import rfc3339
 from worker.status import Status
+from worker.webhooks.health import failing_endpoints
 
 
 def cause_class(cause: str | None) -> str:
@@ -46,6 +47,7 @@ def status_report(session: Session, now: datetime) -> dict[str, Any]:
         else round((now - oldest).total_seconds(), 3),
         "failed_last_hour_by_cause": dict(Counter(cause_class(c) for c in recent_causes)),
         "held": None if hold is None else {"until": rfc3339(hold.until), "reason": hold.reason},
+        "webhooks_failing": failing_endpoints(session, now),
     }
 
 
@@ -66,4 +68,19 @@ def render(report: dict[str, Any]) -> str:
         if held
         else "dialing: not held"
     )
+    lines += _webhook_lines(report.get("webhooks_failing") or [])
     return "\n".join(lines)
+
+
+def _webhook_lines(failing: list[dict[str, Any]]) -> list[str]:
+    if not failing:
+        return ["webhooks: no endpoint failing"]
+    lines = [f"webhooks: {len(failing)} endpoint(s) failing or disabled"]
+    for e in failing:
+        state = "DISABLED (" + (e["disabled_reason"] or "") + ")" if not e["enabled"] else "failing"
+        since = f" since {e['failing_since']}" if e["failing_since"] else ""
+        lines.append(
+            f"  {e['id']} {e['organization_id']} {e['url']}: {state}{since}, "
+            f"{e['pending']} pending (oldest {say_duration(e['oldest_pending_age_seconds'])})"
+        )
+    return lines

@@ -86,7 +86,12 @@ def deliver_one(
 
 
 def purge(
-    sessions: sessionmaker[Session], clock: Clock, *, retention: timedelta, max_batches: int = 50
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    *,
+    retention: timedelta,
+    batch: int = PURGE_BATCH,
+    max_batches: int = 50,
 ) -> int:
     """Remove events older than ``retention`` (their deliveries and attempts with them), a
     bounded batch per transaction so no lock is held for long; never one still pending."""
@@ -100,7 +105,7 @@ def purge(
             ids = session.scalars(
                 select(WebhookEvent.id)
                 .where(WebhookEvent.created_at < cutoff, ~pending)
-                .limit(PURGE_BATCH)
+                .limit(batch)
             ).all()
             if not ids:
                 break
