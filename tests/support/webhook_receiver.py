@@ -23,17 +23,24 @@ class Answer:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, *, fail_every: int = 0) -> None:
+        """``fail_every``: every n-th request (after the script) is answered 500."""
         self.hits: list[Hit] = []
         self.script: deque[Answer] = deque()
+        self.fail_every = fail_every
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
-                answer = receiver.script.popleft() if receiver.script else Answer()
+                with receiver.lock:
+                    receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
+                    n = len(receiver.hits)
+                    answer = receiver.script.popleft() if receiver.script else Answer()
+                if receiver.fail_every and n % receiver.fail_every == 0:
+                    answer = Answer(500)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
