@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -137,6 +137,15 @@ def announce(
                     "updated_at": now,
                 }
             )
-    session.execute(insert(WebhookEvent), events)
-    session.execute(insert(WebhookDelivery), deliveries)
+    # RETURNING makes SQLAlchemy batch the rows into multi-row INSERTs ("insertmanyvalues",
+    # a cached statement); without it psycopg sends one INSERT per row (~2x the cost, per
+    # event in a batch of 50).
+    session.execute(_INSERT_EVENTS, events).all()
+    session.execute(_INSERT_DELIVERIES, deliveries).all()
     return len(events)
+
+
+_EVENTS: Table = WebhookEvent.metadata.tables[WebhookEvent.__tablename__]
+_DELIVERIES: Table = WebhookDelivery.metadata.tables[WebhookDelivery.__tablename__]
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id)
+_INSERT_DELIVERIES = insert(_DELIVERIES).returning(_DELIVERIES.c.id)
