@@ -233,6 +233,10 @@ def _disable(endpoint: WebhookEndpoint, reason: str, now: datetime) -> None:
     log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
 
 
+class EndpointDisabled(ValueError):
+    """A redeliver to a disabled endpoint: nothing would be sent."""
+
+
 def redeliver(
     session: Session, delivery_id: str, *, organization_id: str | None, now: datetime
 ) -> WebhookDelivery | None:
@@ -243,6 +247,12 @@ def redeliver(
         organization_id is not None and delivery.organization_id != organization_id
     ):
         return None
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    if endpoint is None or not endpoint.enabled:
+        raise EndpointDisabled(
+            f"webhook endpoint {delivery.endpoint_id} is disabled "
+            f"({endpoint.disabled_reason if endpoint else 'removed'}); enable it first"
+        )
     if delivery.status != PENDING:
         delivery.attempts = 0
     delivery.status, delivery.next_attempt_at, delivery.leased_until = PENDING, now, None

@@ -13,7 +13,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
-from worker.db.models import WebhookDelivery, WebhookEvent
+from worker.db.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from worker.webhooks import delivery
 from worker.webhooks.addresses import NOTHING_ALLOWED, Allowed, Resolver, resolve
 from worker.webhooks.outbox import PENDING
@@ -94,13 +94,20 @@ def purge(
     max_batches: int = 50,
 ) -> int:
     """Remove events older than ``retention`` (their deliveries and attempts with them), a
-    bounded batch per transaction so no lock is held for long; never one still pending."""
+    bounded batch per transaction so no lock is held for long; never one still pending to
+    an enabled endpoint."""
     cutoff = clock.now() - retention
     removed = 0
     for _ in range(max_batches):
         with sessions.begin() as session:
+            # Still to be sent: kept. A pending delivery to a disabled endpoint is not (it
+            # is sent only if redelivered), so it does not outlive the retention forever.
             pending = exists().where(
-                WebhookDelivery.event_id == WebhookEvent.id, WebhookDelivery.status == PENDING
+                WebhookDelivery.event_id == WebhookEvent.id,
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.endpoint_id.in_(
+                    select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))
+                ),
             )
             ids = session.scalars(
                 select(WebhookEvent.id)

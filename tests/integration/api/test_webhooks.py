@@ -117,6 +117,10 @@ def test_delivery_log_filters_pages_and_redelivers(
     }
     redone = client.post(f"/v1/webhook-deliveries/{delivery_id}/redeliver", headers=bearer(keys.a))
     assert redone.status_code == 202
+    client.patch(f"/v1/webhooks/{endpoint_id}", json={"enabled": False}, headers=bearer(keys.a))
+    refused = client.post(f"/v1/webhook-deliveries/{delivery_id}/redeliver", headers=bearer(keys.a))
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "CONFLICT"
     bad = client.get("/v1/webhook-deliveries?cursor=nonsense", headers=bearer(keys.a))
     assert bad.status_code == 400
     assert bad.json()["code"] == "VALIDATION_ERROR"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import T0, make_callback
 from worker import lifecycle
-from worker.db.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from worker.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from worker.metrics import StateCollector
 from worker.report import render, status_report
 from worker.webhooks import delivery, jobs
@@ -93,3 +93,6 @@ def test_retention_removes_old_finished_events_only(sessions: sessionmaker[Sessi
         assert left == [waiting]
         assert session.scalar(select(func.count()).select_from(WebhookAttempt)) == 0
     assert jobs.purge(sessions, At(NOW + timedelta(days=20)), retention=timedelta(days=30)) == 0
+    with sessions.begin() as session:  # its endpoint disabled: no longer kept
+        session.execute(update(WebhookEndpoint).values(enabled=False))
+    assert jobs.purge(sessions, later, retention=timedelta(days=30)) == 1

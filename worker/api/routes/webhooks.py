@@ -39,6 +39,11 @@ class NotFound(ApiError):
     code = "NOT_FOUND"
 
 
+class Conflict(ApiError):
+    status = 409
+    code = "CONFLICT"
+
+
 class EndpointBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -195,9 +200,12 @@ def list_webhook_deliveries(
 @router.post("/v1/webhook-deliveries/{id}/redeliver")
 def redeliver(id: str, caller: Caller, ctx: Context) -> JSONResponse:
     with ctx.sessions.begin() as session:
-        row = deliveries.redeliver(
-            session, id, organization_id=caller.organization_id, now=ctx.clock.now()
-        )
+        try:
+            row = deliveries.redeliver(
+                session, id, organization_id=caller.organization_id, now=ctx.clock.now()
+            )
+        except deliveries.EndpointDisabled as exc:
+            raise Conflict(str(exc)) from None
         if row is None:
             raise NotFound("Webhook delivery not found")
         return _json(deliveries.delivery_view(row, []), 202)
