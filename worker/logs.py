@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from worker.redact import RedactingHandler, redactor_for
 from worker.settings import Settings
 
 
@@ -39,7 +40,8 @@ def configure_logging(settings: Settings) -> None:
             *render,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    # Every line is masked: no password or API key reaches a log (worker.redact).
+    handler = RedactingHandler(sys.stderr, redactor_for(settings))
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]

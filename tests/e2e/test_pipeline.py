@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import pipeline_env, processes, service_env, wait_until
+from tests.support.processes import free_port, pipeline_env, processes, service_env, wait_until
 from tests.support.provider import Provider
 from worker.db.models import Callback
 from worker.status import Status
@@ -112,7 +112,9 @@ def test_worker_and_two_beats_place_past_due_callbacks_exactly_once(
 
 def test_embedded_default_demo_reaches_dispatched_with_no_servers(tmp_path: Path) -> None:
     """The README's first command: SQLite file, file broker, log dialer, nothing else."""
-    with processes(tmp_path, service_env()) as procs:
+    # A free port for its API: `callbacks run` now stops if a child (the API on a taken
+    # port) cannot start, and 8000 may be in use.
+    with processes(tmp_path, service_env(PORT=str(free_port()))) as procs:
         result = procs.run("callbacks", "run", "--demo")
     out = result.stdout.decode()
     assert result.returncode == 0, out[-3000:] + result.stderr.decode()[-3000:]

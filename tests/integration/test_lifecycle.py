@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import T0, make_callback
+from tests.support.history import events
 from worker import lifecycle
 from worker.claims import claim_due
 from worker.db.models import Callback, CallbackEvent
@@ -188,3 +189,27 @@ def test_each_move_writes_only_the_transitions_it_declares(
                 seen.setdefault(name, set()).update(made)
     assert set(seen) == set(lifecycle.MOVES)
     assert all(seen[name] == move.edges for name, move in lifecycle.MOVES.items())
+
+
+def test_a_failure_of_unknown_outcome_is_reclaimed_only_with_force(
+    sessions: sessionmaker[Session],
+) -> None:
+    cause = "outcome unknown: attempt 1 started but never reported back"
+    with sessions.begin() as session:
+        cb = make_callback(session, Status.FAILED, attempts=1, failure_cause=cause)
+        retry = partial(
+            lifecycle.reclaim_failed,
+            session,
+            cb.id,
+            CLAIM,
+            organization_id="org_a",
+            dispatch_round=1,
+            retry_of=cause,
+        )
+        assert retry() is None
+        assert retry(force=True) is not None
+    with sessions() as session:
+        row = session.get(Callback, cb.id)
+        assert row is not None
+        assert (row.status, row.dispatch_round, row.failure_cause) == (Status.DISPATCHING, 2, None)
+    assert events(sessions, cb.id)[-1].detail["forced"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,13 @@ BIN = Path(sys.executable).parent
 def command(*argv: str) -> list[str]:
     """Resolve ``celery`` / ``callbacks`` to this environment's console scripts."""
     return [str(BIN / argv[0]), *argv[1:]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def service_env(**values: str) -> dict[str, str]:

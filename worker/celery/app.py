@@ -88,9 +88,18 @@ def _serve_metrics(settings: Settings) -> None:
     worker_init.connect(start, weak=False)
 
 
+# Lines Celery writes at INFO for every task and every beat tick: with a poll a second,
+# two to three lines a second that say nothing. Their failures are WARNING and above, so
+# they still show; LOG_LEVEL=DEBUG shows everything.
+ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+
+
 def _configure_logging(settings: Settings) -> None:
     def ours(**_: Any) -> None:
         # Having a receiver makes Celery leave logging to us: JSON or console per settings.
         configure_logging(settings)
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            for name in ROUTINE_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
 
     setup_logging.connect(ours, weak=False)

@@ -9,6 +9,10 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from worker.celery.embedded_broker import POLLING_INTERVAL as EMBEDDED_POLLING_INTERVAL
+from worker.celery.embedded_broker import TRANSPORT as EMBEDDED_TRANSPORT
+from worker.celery.embedded_broker import create_folders
+from worker.celery.embedded_broker import transport_options as embedded_broker_options
 from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
@@ -28,8 +32,7 @@ def prepare_broker(settings: Settings) -> None:
     built to be used, never when a module is imported."""
     folder = _broker_folder(settings)
     if folder is not None:
-        for sub in ("queue", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+        create_folders(folder)
 
 
 def publisher(settings: Settings) -> Celery:
@@ -42,14 +45,20 @@ def publisher(settings: Settings) -> Celery:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
-    transport_options: dict[str, Any] = {}
+    transport_options: dict[str, Any]
+    embedded_broker: dict[str, Any] = {}
     folder = _broker_folder(settings)
     if folder is not None:
         transport_options = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
+            **embedded_broker_options(folder),
+            "polling_interval": EMBEDDED_POLLING_INTERVAL,
+        }
+        # kombu's own filesystem transport can hand a reader a half-written message
+        # (worker.celery.embedded_broker): ours writes atomically and takes exactly once.
+        embedded_broker = {
+            "broker_transport": EMBEDDED_TRANSPORT,
+            # One local worker: no remote-control (pidbox) queue left behind in the folder.
+            "worker_enable_remote_control": False,
         }
     else:
         # Redis redelivers an unacked message after this long: far above the longest task,
@@ -62,6 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": 10,
         }
     return {
+        **embedded_broker,
         "broker_url": settings.effective_broker_url,
         "broker_transport_options": transport_options,
         # Keep retrying the broker at start-up instead of crashing a fresh deploy.
@@ -73,6 +83,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_start": 0.2,
             "interval_step": 0.5,
         },
+        # JSON only, never pickle: a message can then carry no code to run, which is also
+        # what lets Celery run as root where it must (`callbacks run` in a container).
+        "accept_content": ["json"],
+        "task_serializer": "json",
         # Nothing reads task results: the callback row holds the outcome.
         "task_ignore_result": True,
         # Ack after the task ran, and requeue if the worker process died: a redelivered

@@ -80,6 +80,15 @@ class Change:
             .execution_options(synchronize_session=False)
         )
 
+    def describe(self) -> str:
+        """``scheduled -> dispatching``; a write that keeps the status is an event within
+        it (an attempt starting), named as such rather than as ``dispatching ->
+        dispatching``."""
+        if self.target != self.expected:
+            return f"{self.expected} -> {self.target}"
+        event = (self.detail or {}).get("event")
+        return f"{event} ({self.target})" if event else f"updated ({self.target})"
+
     def history(self, attempt: int | None = None) -> dict[str, Any]:
         return {**({} if attempt is None else {"attempt": attempt}), **(self.detail or {})}
 
@@ -233,10 +242,10 @@ def _log_many(moved: Sequence[Moved], change: Change) -> None:
     ids = [m.id for m in moved]
     # One line per batch (a line per row was ~20 % of a claim); it names every id.
     log.info(
-        "%d callbacks: %s -> %s by %s (%s)",
+        "%d %s: %s by %s (%s)",
         len(moved),
-        change.expected,
-        change.target,
+        "callback" if len(moved) == 1 else "callbacks",
+        change.describe(),
         change.actor,
         ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""),
         extra={
@@ -258,10 +267,9 @@ class Moved(NamedTuple):
 def _log(callback_id: str, organization_id: str, change: Change, detail: Mapping[str, Any]) -> None:
     # Logged inside the transaction: if its commit then fails, the failure is logged next.
     log.info(
-        "callback %s: %s -> %s by %s",
+        "callback %s: %s by %s",
         callback_id,
-        change.expected,
-        change.target,
+        change.describe(),
         change.actor,
         extra={
             "callback_id": callback_id,
