@@ -4,6 +4,7 @@ request and answers with the next of its scripted replies (200 when none is left
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,8 @@ class Hit:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0
+    """Wall-clock time it arrived (time.time())."""
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,17 @@ class Answer:
 
 
 class Receiver:
-    def __init__(self, *, fail_every: int = 0) -> None:
-        """``fail_every``: every n-th request (after the script) is answered 500."""
+    def __init__(self, *, fail_every: int = 0, delay: float = 0.0) -> None:
+        """``fail_every``: the first arrival of every n-th new ``webhook-id`` is answered 500
+        (its retry 5 s later succeeds); ``delay``: seconds each answer takes (a slow or
+        hanging endpoint)."""
         self.hits: list[Hit] = []
         self.script: deque[Answer] = deque()
         self.fail_every = fail_every
+        self.delay = delay
+        self.in_flight = 0
+        self.ids: set[str | None] = set()
+        self.most_in_flight = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -36,11 +45,22 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver.lock:
-                    receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
-                    n = len(receiver.hits)
+                    hit = Hit(self.path, dict(self.headers.items()), body, time.time())
+                    receiver.hits.append(hit)
+                    message_id = self.headers.get("webhook-id")
+                    new = message_id not in receiver.ids
+                    receiver.ids.add(message_id)
+                    n = len(receiver.ids)
                     answer = receiver.script.popleft() if receiver.script else Answer()
-                if receiver.fail_every and n % receiver.fail_every == 0:
+                if receiver.fail_every and new and n % receiver.fail_every == 0:
                     answer = Answer(500)
+                if receiver.delay:
+                    with receiver.lock:
+                        receiver.in_flight += 1
+                        receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                    time.sleep(receiver.delay)
+                    with receiver.lock:
+                        receiver.in_flight -= 1
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -62,5 +82,6 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        self.delay = 0.0
         self.server.shutdown()
         self.server.server_close()

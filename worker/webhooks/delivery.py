@@ -76,29 +76,49 @@ class Answer:
 
 
 def claim_due(
-    session: Session, *, now: datetime, lease: timedelta, per_endpoint: int, limit: int = 500
+    session: Session,
+    *,
+    now: datetime,
+    lease: timedelta,
+    per_endpoint: int,
+    limit: int = 500,
+    endpoint_id: str | None = None,
 ) -> list[str]:
-    """Hand out due deliveries: per enabled endpoint, its oldest due ones whose earlier
-    events (same callback) are done, up to ``per_endpoint`` in flight at once; each leased
-    until ``now + lease``. A dead endpoint fills only its own slots."""
+    """Hand out due deliveries: per enabled endpoint (or only ``endpoint_id``), its oldest
+    due ones whose earlier events (same callback) are done, up to ``per_endpoint`` in
+    flight at once; each leased until ``now + lease``. A dead endpoint fills only its own
+    slots."""
     d = WebhookDelivery
     earlier = aliased(WebhookDelivery)
-    in_flight = dict(
-        session.execute(
-            select(d.endpoint_id, func.count())
-            .where(d.status == PENDING, d.leased_until > now)
-            .group_by(d.endpoint_id)
-        ).all()
+    which = select(WebhookEndpoint.id).where(
+        WebhookEndpoint.enabled.is_(True),
+        exists().where(d.endpoint_id == WebhookEndpoint.id, d.status == PENDING),
     )
-    endpoints = session.scalars(
-        select(WebhookEndpoint.id).where(
-            WebhookEndpoint.enabled.is_(True),
-            exists().where(d.endpoint_id == WebhookEndpoint.id, d.status == PENDING),
-        )
-    ).all()
+    if endpoint_id is not None:  # a worker that just freed one of this endpoint's slots
+        which = which.where(WebhookEndpoint.id == endpoint_id)
+    endpoints = session.scalars(which).all()
     claimed: list[str] = []
     for endpoint_id in endpoints:
-        room = min(per_endpoint - in_flight.get(endpoint_id, 0), limit - len(claimed))
+        # One claimer per endpoint at a time, or two sweeps would both see its slots free
+        # (measured: 20 attempts at once to a hanging endpoint capped at 4). NO KEY UPDATE
+        # leaves the moves' delivery inserts (a KEY SHARE on the endpoint) unblocked;
+        # an endpoint another claimer holds is skipped, it is being served.
+        mine = session.scalar(
+            select(WebhookEndpoint.id)
+            .where(WebhookEndpoint.id == endpoint_id)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        if mine is None:
+            continue
+        in_flight = (
+            session.scalar(
+                select(func.count()).where(
+                    d.endpoint_id == endpoint_id, d.status == PENDING, d.leased_until > now
+                )
+            )
+            or 0
+        )
+        room = min(per_endpoint - in_flight, limit - len(claimed))
         if room <= 0:
             continue
         waiting = exists().where(
@@ -177,7 +197,7 @@ def record_answer(session: Session, out: Outgoing, answer: Answer, *, now: datet
     status after it. Only the attempt this worker was handed is recorded: a delivery that
     was resolved meanwhile (a redelivered duplicate) is logged and left as it is."""
     delivery = session.get(WebhookDelivery, out.delivery_id, with_for_update=True)
-    endpoint = session.get(WebhookEndpoint, out.endpoint_id, with_for_update=True)
+    endpoint = session.get(WebhookEndpoint, out.endpoint_id, with_for_update={"key_share": True})
     if delivery is None or endpoint is None:
         return FAILED
     session.add(

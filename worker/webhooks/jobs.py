@@ -5,6 +5,7 @@ retention purge. Plain functions over sessions and a clock."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -50,6 +51,50 @@ def sweep(
         # sweep hands them out again once the lease runs out.
         publish(ids)
     return len(ids)
+
+
+def deliver(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    delivery_id: str,
+    *,
+    timeout: float,
+    lease: timedelta,
+    per_endpoint: int,
+    allowed: Allowed = NOTHING_ALLOWED,
+    resolver: Resolver = resolve,
+) -> int:
+    """Deliver ``delivery_id``, then keep the slot it held busy: claim the endpoint's next
+    due delivery and send it too, until none is due or ``timeout`` has passed (so the
+    task ends within two timeouts). Without this a slot waited for the next sweep after
+    each delivery: 4 slots gave an endpoint ~5 deliveries a second on a loaded machine.
+    Returns the attempts made."""
+    started = time.monotonic()
+    made = 0
+    next_id: str | None = delivery_id
+    while next_id is not None:
+        out_status = deliver_one(
+            sessions, clock, next_id, timeout=timeout, allowed=allowed, resolver=resolver
+        )
+        if out_status is None:
+            return made
+        made += 1
+        if time.monotonic() - started >= timeout:
+            return made
+        with sessions.begin() as session:
+            endpoint_id = session.scalar(
+                select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == next_id)
+            )
+            ids = delivery.claim_due(
+                session,
+                now=clock.now(),
+                lease=lease,
+                per_endpoint=per_endpoint,
+                limit=1,
+                endpoint_id=endpoint_id,
+            )
+        next_id = ids[0] if ids else None
+    return made
 
 
 def deliver_one(
