@@ -153,18 +153,7 @@ def test_killed_after_claim_before_attempt_start_lost_messages_are_requeued_by_t
             if e.actor == "reaper" and e.to_status == Status.SCHEDULED and e.at >= killed_at
         ]
         assert requeued, f"{cid}: the reaper gave the stranded claim back"
-    # Giving a claim back must not burn an attempt. The only way to a second attempt here is
-    # a dial that never reached the stand-in (a connect timeout on a loaded machine: the
-    # stand-in saw one request per callback, above) and was retried with the same key.
-    for cb in rows(pg_sessions, ids).values():
-        retries = [
-            e
-            for e in events(pg_sessions, cb.id)
-            if e.actor == "worker"
-            and e.from_status == Status.DISPATCHING
-            and e.to_status == Status.SCHEDULED
-        ]
-        assert cb.attempts == 1 + len(retries), (cb.id, cb.attempts, events(pg_sessions, cb.id))
+    assert all(cb.attempts == 1 for cb in rows(pg_sessions, ids).values())
 
 
 class UnknownOutcomes:

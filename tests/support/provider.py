@@ -38,6 +38,15 @@ class Reply:
 Behaviour = Callable[[Received], Reply]
 
 
+class _Server(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5: a worker's burst of hundreds of dials then
+    # had connections dropped by the kernel and retried after 1 s and 3 s, past the
+    # dialer's 3 s connect timeout, so a dial that never arrived was retried (a second
+    # attempt with the same key) on a loaded machine. A real provider's backlog is deep.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def placed(req: Received) -> Reply:
     return Reply(200)
 
@@ -52,7 +61,7 @@ class Provider:
         self.duplicates = 0
         self.connections = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
