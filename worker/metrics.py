@@ -22,6 +22,7 @@ from worker.clock import Clock
 from worker.db.models import Callback
 from worker.pacing.holds import PROVIDER, active_hold
 from worker.status import Status
+from worker.webhooks.health import pending_by_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,29 @@ class StateCollector(Collector):
             "1 while dialing is held because the provider rejected our API key",
             1.0 if held else 0.0,
         )
+        yield from _webhook_gauges(self.sessions, now)
+
+
+def _webhook_gauges(sessions: sessionmaker[Session], now: datetime) -> Iterator[GaugeMetricFamily]:
+    try:
+        with sessions() as session:
+            pending = pending_by_endpoint(session, now)
+    except Exception:  # a scrape must not fail because the database is away
+        log.exception("metrics: could not read the webhook deliveries")
+        return
+    count = GaugeMetricFamily(
+        "callbacks_webhook_pending", "Webhook deliveries pending, per endpoint", labels=["endpoint"]
+    )
+    age = GaugeMetricFamily(
+        "callbacks_webhook_oldest_pending_age_seconds",
+        "Age of the oldest pending webhook delivery, per endpoint",
+        labels=["endpoint"],
+    )
+    for endpoint_id, (n, seconds) in pending.items():
+        count.add_metric([endpoint_id], n)
+        age.add_metric([endpoint_id], seconds)
+    yield count
+    yield age
 
 
 def backlog_of(session: Session, now: datetime) -> tuple[int, datetime | None]:

@@ -16,6 +16,7 @@ from worker.metrics import backlog_of
 from worker.pacing.holds import PROVIDER, active_hold
 from worker.serializer import rfc3339
 from worker.status import Status
+from worker.webhooks.health import failing_endpoints
 
 
 def cause_class(cause: str | None) -> str:
@@ -47,6 +48,7 @@ def status_report(session: Session, now: datetime) -> dict[str, Any]:
         "failed_last_hour_by_cause": dict(Counter(cause_class(c) for c in recent_causes)),
         "held": None if hold is None else {"until": rfc3339(hold.until), "reason": hold.reason},
         **platform_report(session, now),
+        "webhooks_failing": failing_endpoints(session, now),
     }
 
 
@@ -102,6 +104,7 @@ def render(report: dict[str, Any]) -> str:
         else "dialing: not held"
     )
     lines += render_platform(report)
+    lines += _webhook_lines(report.get("webhooks_failing") or [])
     return "\n".join(lines)
 
 
@@ -115,3 +118,17 @@ def render_platform(report: dict[str, Any]) -> list[str]:
     if last:
         line += f" (last: {last['webhook_id']}: {last['reason']})"
     return [*lines, line]
+
+
+def _webhook_lines(failing: list[dict[str, Any]]) -> list[str]:
+    if not failing:
+        return ["webhooks: no endpoint failing"]
+    lines = [f"webhooks: {len(failing)} endpoint(s) failing or disabled"]
+    for e in failing:
+        state = "DISABLED (" + (e["disabled_reason"] or "") + ")" if not e["enabled"] else "failing"
+        since = f" since {e['failing_since']}" if e["failing_since"] else ""
+        lines.append(
+            f"  {e['id']} {e['organization_id']} {e['url']}: {state}{since}, "
+            f"{e['pending']} pending (oldest {say_duration(e['oldest_pending_age_seconds'])})"
+        )
+    return lines

@@ -15,6 +15,7 @@ from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.datetimes import MAX_LATENESS_SECONDS
+from worker.webhooks.addresses import Allowed
 
 if TYPE_CHECKING:
     from worker.redials import RedialPolicy
@@ -101,6 +102,22 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
+
+    # callback webhooks out (README "Callback webhooks")
+    webhook_timeout: PositiveSeconds = 15.0
+    """How long one delivery attempt may take before it counts as failed."""
+    webhook_allow_http_hosts: str = ""
+    """Hosts (comma or space separated) that may be sent to over plain http; loopback
+    always may."""
+    webhook_allow_private_hosts: str = ""
+    """Hosts (comma or space separated) that may resolve to private, link-local or reserved
+    addresses (an internal receiver); loopback always may."""
+    webhook_retention: PositiveSeconds = 30 * 86400.0
+    """How long events and their deliveries are kept (seconds; default 30 days)."""
+    webhook_sweep_interval: PositiveSeconds = 1.0
+    """How often beat hands due deliveries to workers."""
+    webhook_max_in_flight_per_endpoint: int = Field(default=4, ge=1)
+    """Deliveries to one endpoint at once: a slow or dead endpoint takes no more slots."""
     """Default: console lines in the embedded mode, JSON lines in production."""
 
     # --- the platform's call lifecycle (issue 14; DESIGN.md "second wave") ---
@@ -232,6 +249,15 @@ class Settings(BaseSettings):
         if self.worker_concurrency:
             return self.worker_concurrency
         return 4 if self.embedded else 16
+
+    @property
+    def webhook_allowed(self) -> Allowed:
+        def hosts(value: str) -> frozenset[str]:
+            return frozenset(h.lower() for h in value.replace(",", " ").split())
+
+        return Allowed(
+            hosts(self.webhook_allow_http_hosts), hosts(self.webhook_allow_private_hosts)
+        )
 
     @property
     def dials_in_flight(self) -> int:

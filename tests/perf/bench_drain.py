@@ -12,6 +12,7 @@ the first publish to the last ack; and a task that only sleeps the provider's de
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
@@ -75,7 +76,28 @@ def service_env(url: str, stand_in: StandIn, overrides: Mapping[str, str]) -> di
 def reset_tables(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE callback_events, callbacks RESTART IDENTITY"))
+        conn.execute(text(f"TRUNCATE {', '.join(WEBHOOK_TABLES)} RESTART IDENTITY"))
     vacuum_analyze(engine)
+
+
+WEBHOOK_TABLES = ("webhook_attempts", "webhook_deliveries", "webhook_events", "webhook_endpoints")
+SUBSCRIBED = os.environ.get("PERF_WEBHOOKS") == "1"
+"""``PERF_WEBHOOKS=1``: every organization has a webhook endpoint, so each dispatch also
+writes its callback.dispatched event to the outbox (the sweep is kept idle: what is
+measured is the outbox's cost to the drain, not the deliveries)."""
+
+
+def subscribe_every_organization(engine: Engine) -> dict[str, str]:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, organization_id, url, events, enabled, "
+                "secret, created_at, updated_at) SELECT 'whe_perf_' || o, 'org_' || o, "
+                "'http://127.0.0.1:9/perf', '[]'::jsonb, true, 'whsec_cGVyZg==', now(), now() "
+                "FROM generate_series(0, 9) AS o"
+            )
+        )
+    return {"WEBHOOK_SWEEP_INTERVAL": "3600"}
 
 
 def count_left(engine: Engine) -> int:
@@ -139,7 +161,10 @@ def drain_ours(
     vacuum_analyze(engine)
     vacuum_analyze(engine, "callback_events")
     commits_before = commits(engine)
-    env = service_env(url, stand_in, overrides or {})
+    overrides = dict(overrides or {})
+    if SUBSCRIBED:
+        overrides |= subscribe_every_organization(engine)
+    env = service_env(url, stand_in, overrides)
     with tempfile.TemporaryDirectory(prefix="perf-drain-") as tmp:
         procs = Processes(Path(tmp), env)
         try:
@@ -167,6 +192,8 @@ def drain_ours(
                 "FROM callbacks"
             )
         ).one()
+    with engine.connect() as conn:
+        outbox = int(conn.execute(text("SELECT count(*) FROM webhook_events")).scalar_one())
     seconds = (last - first).total_seconds()
     provider = stand_in.stats()
     return DrainRun(
@@ -180,6 +207,7 @@ def drain_ours(
         extra={
             "attempts": int(attempts),
             "first_dial_to_last_dispatch": last.timestamp() - provider["first"],
+            "webhook_events": outbox,
         },
     )
 
@@ -262,7 +290,8 @@ def run_drain(
                 f"noop {noop[-1]:.0f}/s"
                 + (f", sleep-task {slept[-1]:.0f}/s" if slept else "")
                 + f", {run.commits_per_callback:.2f} commits/callback, "
-                f"RSS peak worker {run.rss_peak.get('worker', 0):.0f} MiB",
+                f"RSS peak worker {run.rss_peak.get('worker', 0):.0f} MiB, "
+                f"{run.extra['webhook_events']} webhook events",
                 flush=True,
             )
         after = load1()

@@ -21,7 +21,7 @@ from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import served
 from worker.api.readiness import Readiness
-from worker.api.routes import callbacks, health, metrics, speko_webhooks
+from worker.api.routes import callbacks, health, metrics, speko_webhooks, webhooks
 from worker.api.routes.metrics import MetricsEndpoint
 from worker.api.routes.speko_webhooks import Receiver, SendEvent, celery_sender
 from worker.celery.config import publisher
@@ -111,6 +111,7 @@ def create_app(
         claim_lease=timedelta(seconds=settings.claim_lease),
         readiness=Readiness(sessions, broker_probe, clock),
         lateness=settings.lateness,
+        webhook_allowed=settings.webhook_allowed,
     )
     app.state.metrics = MetricsEndpoint(
         StateCollector(sessions, clock), clock, token=settings.metrics_token
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(speko_webhooks.router)
+    app.include_router(webhooks.router)
     app.add_middleware(Edge)
     errors.install(app)
     return app

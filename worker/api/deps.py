@@ -13,6 +13,7 @@ from worker.actions import Publish
 from worker.api.broker import Probe
 from worker.api.readiness import Readiness
 from worker.clock import Clock
+from worker.webhooks.addresses import NOTHING_ALLOWED, Allowed
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ApiContext:
     """``/readyz``'s cached verdict (one per app)."""
     lateness: timedelta | None = None
     """A manual dispatch may be placed this long from now (CALLBACK_MAX_LATENESS)."""
+    webhook_allowed: Allowed = NOTHING_ALLOWED
+    """Webhook URLs' exceptions (WEBHOOK_ALLOW_HTTP_HOSTS, WEBHOOK_ALLOW_PRIVATE_HOSTS)."""
 
 
 async def get_context(request: Request) -> ApiContext:

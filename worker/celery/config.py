@@ -17,6 +17,7 @@ from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
+WEBHOOK_QUEUE = "callbacks.webhooks"
 PLATFORM_EVENTS_SWEEP = 30.0
 """Seconds between sweeps for stored, unprocessed platform events."""
 OUTCOME_PULL_INTERVAL = 60.0
@@ -117,9 +118,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "callbacks.reap": {"queue": POLL_QUEUE},
             "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
             "callbacks.pull_outcomes": {"queue": POLL_QUEUE},
+            # Webhooks out have their own queue: a slow customer endpoint never sits in
+            # front of a dial, and a dispatch backlog never delays a delivery.
+            "callbacks.webhooks_sweep": {"queue": WEBHOOK_QUEUE},
+            "callbacks.webhooks_deliver": {"queue": WEBHOOK_QUEUE},
+            "callbacks.webhooks_purge": {"queue": WEBHOOK_QUEUE},
         },
-        # The bare `celery -A worker worker` consumes both.
-        "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE)],
+        # The bare `celery -A worker worker` consumes all three.
+        "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE), _queue(WEBHOOK_QUEUE)],
         # Beat keeps its schedule in memory: the schedule is fixed intervals, and several
         # beats may run (claims are atomic), so no shared schedule file to fight over.
         "beat_scheduler": "celery.beat:Scheduler",
@@ -146,6 +152,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "callbacks.pull_outcomes",
                 "schedule": pull_interval(settings),
                 "options": {"expires": pull_interval(settings)},
+            },
+            "webhooks-sweep": {
+                "task": "callbacks.webhooks_sweep",
+                "schedule": settings.webhook_sweep_interval,
+                "options": {"expires": max(settings.webhook_sweep_interval * 5, 5.0)},
+            },
+            "webhooks-purge": {
+                "task": "callbacks.webhooks_purge",
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
             },
         },
         "timezone": "UTC",

@@ -18,6 +18,7 @@ from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
 from worker.validation import InvalidCallback, parse_new_callbacks
+from worker.webhooks import jobs as webhook_jobs
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +146,53 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
             lateness=settings.lateness,
         )
         return pull_outcomes(rt.sessions, rt.clock, readers[0].read, policy)
+
+    # --- callback webhooks out (issue 15) ---
+
+    def webhook_lease(rt: Runtime) -> timedelta:
+        # Longer than a delivery task (two attempts' timeouts) plus its wait in the queue:
+        # a delivery is handed out again only when its worker surely stopped.
+        return timedelta(seconds=rt.settings.webhook_timeout * 2 + 60)
+
+    @app.task(name="callbacks.webhooks_deliver", shared=False)
+    def webhooks_deliver(delivery_id: str) -> int:
+        """Internal: a webhook delivery handed out by the sweep (and the endpoint's next)."""
+        rt = runtime()
+        return webhook_jobs.deliver(
+            rt.sessions,
+            rt.clock,
+            delivery_id,
+            timeout=rt.settings.webhook_timeout,
+            lease=webhook_lease(rt),
+            per_endpoint=rt.settings.webhook_max_in_flight_per_endpoint,
+            allowed=rt.settings.webhook_allowed,
+        )
+
+    def publish_deliveries(ids: Sequence[str]) -> None:
+        timeout = runtime().settings.webhook_timeout
+        with app.producer_or_acquire() as producer:
+            for delivery_id in ids:
+                webhooks_deliver.apply_async(
+                    (delivery_id,),
+                    producer=producer,
+                    # Its own limits: a task ends within two attempts' timeouts.
+                    soft_time_limit=int(timeout * 2 + 30),
+                    time_limit=int(timeout * 2 + 60),
+                )
+
+    @app.task(name="callbacks.webhooks_sweep", shared=False)
+    def webhooks_sweep() -> int:
+        rt = runtime()
+        return webhook_jobs.sweep(
+            rt.sessions,
+            rt.clock,
+            publish_deliveries,
+            lease=webhook_lease(rt),
+            per_endpoint=rt.settings.webhook_max_in_flight_per_endpoint,
+        )
+
+    @app.task(name="callbacks.webhooks_purge", shared=False)
+    def webhooks_purge() -> int:
+        rt = runtime()
+        retention = timedelta(seconds=rt.settings.webhook_retention)
+        return webhook_jobs.purge(rt.sessions, rt.clock, retention=retention)

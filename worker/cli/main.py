@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.cli import api_commands, commands, org_commands, redial_commands
+from worker.cli import api_commands, commands, org_commands, redial_commands, webhook_commands
 from worker.cli.args import add_command, organization
 
 
@@ -145,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     api_commands.add_parsers(sub)
     org_commands.add_parsers(sub)
     redial_commands.add_parsers(sub)
+    webhook_commands.add_parsers(sub)
     return p
 
 
@@ -159,6 +160,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "org-window": org_commands.org_window,
     "org-pacing": org_commands.org_pacing,
     "org-redial": redial_commands.org_redial,
+    "webhook": webhook_commands.webhook,
 }
 
 

@@ -297,3 +297,104 @@ class PlatformEvent(Base):
         ),
         Index("ix_platform_events_processed", "processed_at"),
     )
+
+
+# --- callback webhooks out (issue 15): endpoints, the outbox, deliveries and attempts ---
+
+
+class WebhookEndpoint(Base):
+    """Where an organization wants its ``callback.*`` events, and the secret that signs them."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JsonDocument)
+    """Event types sent to it; empty: all."""
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    """``whsec_...``, stored as is (README "Callback webhooks": why not encrypted)."""
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    """The secret before the last rotation: still signs until ``previous_secret_until``."""
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """First failed attempt since the last success (NULL: healthy)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction of the move it reports."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``msg_...``: the ``webhook-id`` of every attempt of every delivery of this event."""
+    organization_id: Mapped[str] = mapped_column(String(128))
+    callback_id: Mapped[str] = mapped_column(String(40), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    sequence: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per callback: the order its events happened in."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    """The body exactly as sent: ``{"type", "timestamp", "data"}``."""
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: ``pending`` until ``delivered`` or ``failed``."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    organization_id: Mapped[str] = mapped_column(String(128))
+    callback_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    sequence: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When it may next be sent (NULL once delivered or failed)."""
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Handed to a worker until then: not handed out again meanwhile."""
+    last_response_status: Mapped[int | None] = mapped_column(Integer)
+    next_trigger: Mapped[str] = mapped_column(String(16), default="automatic")
+    """How the next attempt is logged: ``manual`` after a redeliver, else ``automatic``."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "callback_id", "sequence"),
+        Index("ix_webhook_deliveries_org_created", "organization_id", "created_at", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``automatic`` or ``manual`` (a redeliver)."""
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -46,6 +46,7 @@ from worker.lifecycle._writes import (
     transition_many,
 )
 from worker.status import Status
+from worker.webhooks.outbox import EventType, announce
 
 __all__ = [
     "MOVES",
@@ -157,6 +158,7 @@ def create(
     returning = insert(Callback).returning(Callback, sort_by_parameter_order=True)
     created = list(session.scalars(returning, rows))
     record(session, [c.id for c in created], None, SCHEDULED, now, actor)
+    _tell(session, EventType.SCHEDULED, [c.id for c in created], None, now, {})
     return created
 
 
@@ -219,7 +221,10 @@ def cancel(
     values = {"cancelled_at": now, "lease_expires_at": None}
     guards = [Callback.organization_id == organization_id]
     change = Change(SCHEDULED, CANCELLED, now, actor, {"reason": reason}, values, guards)
-    return transition(session, callback_id, change)
+    row = transition(session, callback_id, change)
+    if row is not None:
+        _tell(session, EventType.CANCELLED, [row.id], SCHEDULED, now, {"reason": reason})
+    return row
 
 
 # --- from failed -----------------------------------------------------------------------
@@ -326,7 +331,10 @@ def defer(
     (``until``), its expiry moved to ``expires_at``; never while an attempt is in flight."""
     values = {"due_at": until, "lease_expires_at": None, "expires_at": expires_at}
     change = Change(DISPATCHING, SCHEDULED, now, actor, detail, values, [_NO_ATTEMPT])
-    return transition(session, callback_id, change)
+    row = transition(session, callback_id, change)
+    if row is not None:
+        _tell(session, EventType.DEFERRED, [row.id], DISPATCHING, now, detail)
+    return row
 
 
 @_move((DISPATCHING, DISPATCHING))
@@ -352,7 +360,9 @@ def expire(
     guards = [Callback.id.in_(callback_ids), _NO_ATTEMPT, Callback.expires_at <= now]
     values = _over(failure_cause="expired")
     change = Change(DISPATCHING, FAILED, now, actor, {"cause": "expired"}, values, guards)
-    return [m.id for m in bulk_transition(session, change)]
+    expired = [m.id for m in bulk_transition(session, change)]
+    _tell(session, EventType.FAILED, expired, DISPATCHING, now, {"cause": "expired"})
+    return expired
 
 
 # --- from dispatching, an attempt in flight --------------------------------------------
@@ -380,7 +390,9 @@ def record_placed(
     values = _over(dispatched_at=now, failure_cause=None)
     in_flight = [Callback.attempt_in_flight.is_(True)]
     change = Change(DISPATCHING, DISPATCHED, now, actor, detail, values, in_flight)
-    return transition_each(session, each, change)
+    moved = transition_each(session, each, change)
+    _tell(session, EventType.DISPATCHED, moved, DISPATCHING, now, detail)
+    return moved
 
 
 class Reschedule(StrEnum):
@@ -432,7 +444,10 @@ def fail_attempt(
     """Attempt ``attempt`` ended the callback: ``failed`` with ``cause``."""
     values = _over(failure_cause=cause)
     change = Change(DISPATCHING, FAILED, now, actor, detail, values, _this_attempt(attempt))
-    return transition(session, callback_id, change) is not None
+    if transition(session, callback_id, change) is None:
+        return False
+    _tell(session, EventType.FAILED, [callback_id], DISPATCHING, now, {**detail, "cause": cause})
+    return True
 
 
 def attempts_past_lease(session: Session, *, now: datetime, limit: int) -> list[tuple[str, int]]:
@@ -470,7 +485,10 @@ def fail_unknown(
     on its own (the phone may have rung)."""
     detail, values = {"cause": "outcome unknown"}, _over(failure_cause=cause)
     change = Change(DISPATCHING, FAILED, now, actor, detail, values, _past_lease(attempt, now))
-    return transition(session, callback_id, change) is not None
+    if transition(session, callback_id, change) is None:
+        return False
+    _tell(session, EventType.FAILED, [callback_id], DISPATCHING, now, {"cause": cause})
+    return True
 
 
 # --- an operator's edit of a scheduled callback (issue 16) ---------------------------
@@ -543,3 +561,31 @@ def postpone_outcome_pull(
     detail = {"event": "outcome pull undecided", "pulls": pulls + 1}
     change = Change(DISPATCHED, DISPATCHED, now, actor, detail, values, guards)
     return transition(session, callback_id, change) is not None
+
+
+# --- callback webhooks out (issue 15) ---------------------------------------------------
+
+WEBHOOK_EVENTS: dict[str, EventType] = {
+    "create": EventType.SCHEDULED,
+    "cancel": EventType.CANCELLED,
+    "defer": EventType.DEFERRED,
+    "record_placed": EventType.DISPATCHED,
+    "expire": EventType.FAILED,
+    "fail_attempt": EventType.FAILED,
+    "fail_unknown": EventType.FAILED,
+}
+"""The moves a customer hears about (``callback.*`` webhooks), each told once, in the
+move's own transaction. The others are internal: a claim, an attempt starting, a retry
+wait (the callback is still on its way), an undone claim (nothing happened)."""
+
+
+def _tell(
+    session: Session,
+    event_type: EventType,
+    ids: Sequence[str],
+    previous: Status | None,
+    now: datetime,
+    detail: Mapping[str, Any],
+) -> None:
+    previous_status = None if previous is None else str(previous)
+    announce(session, event_type, ids, previous_status=previous_status, now=now, detail=detail)
