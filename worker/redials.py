@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
+from worker import lifecycle
 from worker.creation import IdempotencyConflict, schedule
 from worker.db.models import Callback, OrgConfig
 from worker.validation import NewCallback
@@ -149,6 +150,7 @@ def schedule_redial(
         return None  # this callback's redial exists already
     if created.replayed:
         return None
+    lifecycle.tell_redial_scheduled(session, cb.id, created[0], now=now)
     REDIALS.inc()
     log.info(
         "callback %s: %s, redial %d of %d scheduled as %s",

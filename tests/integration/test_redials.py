@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.factories import make_callback
 from tests.support.provider import Provider
 from worker.cli.main import main
-from worker.db.models import Callback
+from worker.db.models import Callback, WebhookEvent
 from worker.dialer.calls import SpekoCalls
 from worker.outcome_pull import PullPolicy, due_pulls, pull_one
 from worker.pacing.orgs import upsert
@@ -24,6 +24,7 @@ from worker.platform_events.process import process
 from worker.platform_events.store import store_event
 from worker.redials import RedialPolicy
 from worker.status import Status
+from worker.webhooks.endpoints import create_endpoint
 
 NOW = datetime(2026, 3, 2, 15, 20, tzinfo=UTC)
 LATENESS = timedelta(hours=4)
@@ -219,3 +220,36 @@ def test_an_organizations_own_policy_overrides_the_defaults(
     process(pg_sessions, Clock(), "rep", lateness=LATENESS, redials=POLICY)
     (redial,) = redials_of(pg_sessions, first.id)
     assert redial.scheduled_at == NOW + timedelta(minutes=5)
+
+
+def test_the_outcome_and_its_redial_are_told_to_the_customer_once(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """``callback.outcome`` and ``callback.redial_scheduled`` (issue 15) are written with the
+    outcome and the redial they report, once however often the hangup is pushed."""
+    first = dispatched(pg_sessions, "call_1")
+    with pg_sessions.begin() as s:
+        create_endpoint(
+            s,
+            organization_id=first.organization_id,
+            url="http://127.0.0.1:9/hook",
+            events=[],
+            now=NOW - timedelta(days=1),
+        )
+    push(pg_sessions, "h1", "call_1", 480)
+    push(pg_sessions, "h1-again", "call_1", 480)
+    (redial,) = redials_of(pg_sessions, first.id)
+    with pg_sessions() as s:
+        told = s.execute(
+            select(WebhookEvent.callback_id, WebhookEvent.type).order_by(WebhookEvent.sequence)
+        ).all()
+    assert [t for cid, t in told if cid == first.id] == [
+        "callback.outcome",
+        "callback.redial_scheduled",
+    ]
+    assert [t for cid, t in told if cid == redial.id] == ["callback.scheduled"]
+    with pg_sessions() as s:
+        (event,) = s.scalars(
+            select(WebhookEvent).where(WebhookEvent.type == "callback.redial_scheduled")
+        )
+        assert event.payload["data"]["detail"]["redial_id"] == redial.id

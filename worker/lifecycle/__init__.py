@@ -75,6 +75,7 @@ __all__ = [
     "reschedule_attempt",
     "resend_same_key",
     "start_attempts",
+    "tell_redial_scheduled",
     "undo_claim",
 ]
 
@@ -541,7 +542,10 @@ def record_call_outcome(
     guards = [Callback.call_outcome.is_(None)]
     detail = {"event": "call outcome", "call_outcome": outcome, **detail}
     change = Change(DISPATCHED, DISPATCHED, now, actor, detail, values, guards)
-    return transition(session, callback_id, change)
+    row = transition(session, callback_id, change)
+    if row is not None:
+        _tell(session, EventType.OUTCOME, [row.id], DISPATCHED, now, detail)
+    return row
 
 
 @_move((DISPATCHED, DISPATCHED))
@@ -573,6 +577,7 @@ WEBHOOK_EVENTS: dict[str, EventType] = {
     "expire": EventType.FAILED,
     "fail_attempt": EventType.FAILED,
     "fail_unknown": EventType.FAILED,
+    "record_call_outcome": EventType.OUTCOME,
 }
 """The moves a customer hears about (``callback.*`` webhooks), each told once, in the
 move's own transaction. The others are internal: a claim, an attempt starting, a retry
@@ -589,3 +594,16 @@ def _tell(
 ) -> None:
     previous_status = None if previous is None else str(previous)
     announce(session, event_type, ids, previous_status=previous_status, now=now, detail=detail)
+
+
+def tell_redial_scheduled(
+    session: Session, callback_id: str, redial: Callback, *, now: datetime
+) -> None:
+    """``callback.redial_scheduled`` for the callback whose outcome asked for ``redial``,
+    in the transaction that created it (the redial itself is told as scheduled)."""
+    detail = {
+        "redial_id": redial.id,
+        "redial_number": redial.metadata_.get("redial_number"),
+        "scheduled_at": redial.scheduled_at.isoformat(),
+    }
+    _tell(session, EventType.REDIAL_SCHEDULED, [callback_id], DISPATCHED, now, detail)
