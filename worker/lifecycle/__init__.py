@@ -181,8 +181,14 @@ class Claim:
 def claim_due(
     session: Session, picked: ColumnElement[str], *, now: datetime, lease: timedelta, actor: str
 ) -> list[Moved]:
-    """Claim the picked due rows (``picked``: their ids, from the claim's pick)."""
-    values, guards = _claimed(now, lease), [Callback.id == picked]
+    """Claim the picked due rows (``picked``: their ids, from the claim's pick).
+
+    Still due is part of the write, not only of the pick: an edit (``reschedule``) keeps
+    a row ``scheduled`` but moves its ``due_at``, and a claim whose pick read the old
+    version must then miss it (PostgreSQL re-checks this WHERE on the row it waited for).
+    """
+    values = _claimed(now, lease)
+    guards = [Callback.id == picked, Callback.due_at <= now]
     change = Change(SCHEDULED, DISPATCHING, now, actor, {"via": "poll"}, values, guards)
     return bulk_transition(session, change)
 
