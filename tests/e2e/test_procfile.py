@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import command, pipeline_env, processes, wait_until
+from tests.support.processes import command, free_port, pipeline_env, processes, wait_until
 from tests.support.provider import Provider
 from worker.creation import schedule
 from worker.db.models import Callback
@@ -35,14 +35,16 @@ def test_honcho_runs_the_procfile_and_places_a_callback(
     provider: Provider,
     tmp_path: Path,
 ) -> None:
+    metrics_port = free_port()
     env = pipeline_env(
         pg_url,
         redis_url,
         provider,
         tmp_path,
         POLL_INTERVAL="0.5",
-        PORT="15400",
-        METRICS_PORT="15490",
+        # Free ports, not fixed ones: another run on this machine may hold a fixed one.
+        PORT=str(free_port()),
+        METRICS_PORT=str(metrics_port),
     )
     release = subprocess.run(
         command("honcho", "-f", str(ROOT / "Procfile"), "run", "callbacks", "migrate"),
@@ -79,7 +81,7 @@ def test_honcho_runs_the_procfile_and_places_a_callback(
         )
         port = _port(procs.log("honcho"))
         web = _scrape(f"http://127.0.0.1:{port}/metrics")
-        worker = _scrape("http://127.0.0.1:15490/metrics")
+        worker = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
         # honcho answers SIGTERM by stopping every process and exiting 128 + 15.
         assert procs.stop("honcho") == 143, procs.log("honcho")[-3000:]
         assert "Traceback" not in procs.log("honcho")
