@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     speko_webhook_secret: str | None = Field(default=None, repr=False)
     """``whsec_...`` secrets (space-separated, for rotation) that sign the platform's
     webhooks to ``POST /webhooks/speko``; unset: the receiver answers 503."""
+    speko_webhook_max_body: int = Field(default=2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**2)
+    """The largest body ``POST /webhooks/speko`` reads (bytes; other routes keep 64 KB).
+    A ``call.report`` carries the call's transcript (``transcript.entries``), its
+    ``structured_data`` and ``webhook_deliveries``: about 150-250 KB for an hour of
+    conversation, so the 2 MB default holds a report of many hours. A larger body is
+    refused with 413 (the platform then keeps retrying it: raise the limit)."""
+    platform_event_retention: PositiveSeconds = 30 * 86400.0
+    """How long processed platform events are kept (seconds; default 30 days)."""
     outcome_pull_after: PositiveSeconds = 600.0
     """Seconds after dispatch without a decisive event before the worker pulls the call."""
     outcome_give_up_after: PositiveSeconds = 86400.0

@@ -26,12 +26,14 @@ def signed(
     *,
     webhook_id: str | None = None,
     skew: timedelta = timedelta(0),
+    at: datetime | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """The raw body and the three headers, signed ``skew`` away from the wall clock
-    (the reference verifier checks the timestamp against it)."""
+    """The raw body and the three headers, signed ``skew`` away from ``at`` (default: the
+    wall clock, the receiver's clock in a real process; a test of an app with a frozen
+    clock passes that clock's time)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     msg_id = webhook_id or f"msg_{uuid.uuid4().hex}"
-    at = datetime.now(UTC) + skew
+    at = (at or datetime.now(UTC)) + skew
     signature = Webhook(secret).sign(msg_id, at, raw.decode())
     headers = {
         "webhook-id": msg_id,

@@ -71,7 +71,6 @@ def create_app(
             celery = publisher(settings)
             owned.append(celery.close)
         send_event = celery_sender(celery)
-    hooks = parse_secrets(settings.speko_webhook_secret) if settings.speko_webhook_secret else []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +102,12 @@ def create_app(
         dependencies=[Depends(strict_query)],
     )
     clock = clock or SystemClock()
+    # The receiver's 5-minute window is read from the same clock as everything else.
+    hooks = (
+        parse_secrets(settings.speko_webhook_secret, clock.now)
+        if settings.speko_webhook_secret
+        else []
+    )
     app.state.context = ApiContext(
         sessions=sessions,
         clock=clock,
@@ -128,6 +133,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(speko_webhooks.router)
     app.include_router(webhooks.router)
-    app.add_middleware(Edge)
+    # A call report carries its transcript: its route reads up to its own, larger limit.
+    app.add_middleware(Edge, limits={speko_webhooks.PATH: settings.speko_webhook_max_body})
     errors.install(app)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -42,11 +43,19 @@ def segments_intact(raw_path: bytes, path: str) -> bool:
 
 class Edge:
     """ASGI middleware: refuse a path with an encoded separator (404) and a body over
-    ``max_body`` (413) without reading past the limit; hand the app the body it read."""
+    ``max_body`` (413) without reading past the limit; hand the app the body it read.
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY) -> None:
+    ``limits`` gives a path its own limit instead (``POST /webhooks/speko``: a call report
+    carries its transcript, far over what an admin request ever sends). The body is read
+    chunk by chunk and refused as soon as it passes the limit, whatever the limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body: int = MAX_BODY, limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,14 +65,15 @@ class Edge:
         if raw_path is not None and not segments_intact(raw_path, scope["path"]):
             await envelope(404, "Not found", "NOT_FOUND")(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.max_body)
         too_large = envelope(
-            413, f"Request body too large: at most {self.max_body} bytes", "PAYLOAD_TOO_LARGE"
+            413, f"Request body too large: at most {limit} bytes", "PAYLOAD_TOO_LARGE"
         )
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body:
+        if declared.isdigit() and int(declared) > limit:
             await too_large(scope, receive, send)
             return
-        # Read at most max_body (+ one chunk) into memory, then stop: the rest is never read.
+        # Read at most the limit (+ one chunk) into memory, then stop: the rest is never read.
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -73,7 +83,7 @@ class Edge:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 await too_large(scope, receive, send)
                 return
             chunks.append(chunk)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -16,13 +17,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.api.conftest import NOW, FixedClock, Keys, bearer
 from tests.support.broker import queued_dispatches
 from tests.support.factories import make_callback
-from tests.support.webhooks_in import event, new_secret, signed
+from tests.support.webhooks_in import event, new_secret
+from tests.support.webhooks_in import signed as signed_at
 from worker import lifecycle
 from worker.api.app import create_app
 from worker.db.models import Callback, PlatformEvent
 from worker.serializer import callback_view
 from worker.settings import ConfigurationError, Settings, load_settings
 from worker.status import Status
+
+
+def signed(secret: str, body: bytes | dict[str, Any], **kw: Any) -> tuple[bytes, dict[str, str]]:
+    """Signed at the API's frozen ``NOW`` (its clock, months away from the wall clock)."""
+    return signed_at(secret, body, at=NOW, **kw)
+
 
 SECRET = new_secret()
 OLD_SECRET = new_secret()
@@ -160,13 +168,70 @@ def test_a_signed_body_that_is_not_an_event_is_400(
     assert stored(pg_sessions) == []
 
 
-def test_a_body_over_the_edge_limit_is_413_before_verification(
+def _report_of(size: int) -> dict[str, Any]:
+    """A call.report the size of a long call: transcript entries as the spec shapes them."""
+    line = {"role": "user", "text": "I would like a call back about my order. " * 4}
+    per_entry = len(json.dumps(line)) + 2
+    entries = [line] * (size // per_entry)
+    data = {
+        "session_id": "sess_big",
+        "organization_id": "org_a",
+        "transcript": {"entries": entries},
+    }
+    return event("call.report", data)
+
+
+def test_a_report_of_a_megabyte_and_a_half_is_stored(
     hook_client: TestClient, pg_sessions: sessionmaker[Session]
 ) -> None:
-    raw, headers = signed(SECRET, event("call.report", {"blob": "x" * (70 * 1024)}))
+    # Over the other routes' 64 KB: a transcript-carrying report has its own, larger limit.
+    raw, headers = signed(SECRET, _report_of(1_500_000), webhook_id="msg_big")
+    assert 1_400_000 < len(raw) < Settings().speko_webhook_max_body
     r = hook_client.post("/webhooks/speko", content=raw, headers=headers)
+    assert r.status_code == 200, r.text
+    (row,) = stored(pg_sessions)
+    assert row.payload["data"]["transcript"] == _report_of(1_500_000)["data"]["transcript"]
+
+
+def _in_chunks(raw: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(raw), size):
+        yield raw[start : start + size]
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_receivers_limit_is_413_before_verification(
+    declared: bool,
+    api_settings: Settings,
+    pg_sessions: sessionmaker[Session],
+    celery_app: Celery,
+    clock: FixedClock,
+) -> None:
+    limit = 256 * 1024
+    settings = api_settings.model_copy(
+        update={"speko_webhook_secret": SECRET, "speko_webhook_max_body": limit}
+    )
+    app = create_app(settings, sessions=pg_sessions, celery=celery_app, clock=clock)
+    fits, fits_headers = signed(SECRET, _report_of(limit - 1024))
+    over, over_headers = signed(SECRET, _report_of(limit + 1024))
+    with TestClient(app) as c:
+        assert c.post("/webhooks/speko", content=fits, headers=fits_headers).status_code == 200
+        # Without a Content-Length (chunked), the edge stops reading once past the limit.
+        content: Any = over if declared else _in_chunks(over)
+        r = c.post("/webhooks/speko", content=content, headers=over_headers)
     assert r.status_code == 413
-    assert r.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert r.json() == {
+        "error": f"Request body too large: at most {limit} bytes",
+        "code": "PAYLOAD_TOO_LARGE",
+    }
+    assert len(stored(pg_sessions)) == 1
+
+
+def test_a_delivery_signed_by_the_wall_clock_is_401_when_the_api_clock_disagrees(
+    hook_client: TestClient, pg_sessions: sessionmaker[Session]
+) -> None:
+    # The window is the API's injected clock's (frozen at NOW, months before today).
+    raw, headers = signed_at(SECRET, REPORT, at=datetime.now(UTC))
+    assert hook_client.post("/webhooks/speko", content=raw, headers=headers).status_code == 401
     assert stored(pg_sessions) == []
 
 
@@ -181,13 +246,18 @@ def test_an_unknown_type_is_stored_and_acknowledged(
 
 
 def test_a_broker_down_after_the_commit_still_acknowledges_and_keeps_the_event(
-    api_settings: Settings, pg_sessions: sessionmaker[Session], celery_app: Celery
+    api_settings: Settings,
+    pg_sessions: sessionmaker[Session],
+    celery_app: Celery,
+    clock: FixedClock,
 ) -> None:
     def broker_down(_: str) -> None:
         raise ConnectionError("broker unreachable")
 
     settings = api_settings.model_copy(update={"speko_webhook_secret": SECRET})
-    app = create_app(settings, sessions=pg_sessions, celery=celery_app, send_event=broker_down)
+    app = create_app(
+        settings, sessions=pg_sessions, celery=celery_app, send_event=broker_down, clock=clock
+    )
     raw, headers = signed(SECRET, REPORT, webhook_id="msg_lost_task")
     with TestClient(app) as c:
         assert c.post("/webhooks/speko", content=raw, headers=headers).status_code == 200

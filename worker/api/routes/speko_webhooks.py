@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
+PATH = "/webhooks/speko"
 PROCESS_TASK = "callbacks.process_platform_event"
 SendEvent = Callable[[str], None]
 """Publishes the processing task for a stored event's ``webhook-id``."""
@@ -94,7 +95,7 @@ async def verified_event(request: Request) -> Verified:
     return Verified(webhook_id, event)
 
 
-@router.post("/webhooks/speko")
+@router.post(PATH)
 def receive(
     ctx: Context,
     verified: Annotated[Verified, Depends(verified_event)],
