@@ -117,6 +117,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "callbacks.poll": {"queue": POLL_QUEUE},
             "callbacks.reap": {"queue": POLL_QUEUE},
             "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
+            "callbacks.purge_platform_events": {"queue": POLL_QUEUE},
             "callbacks.pull_outcomes": {"queue": POLL_QUEUE},
             # Webhooks out have their own queue: a slow customer endpoint never sits in
             # front of a dial, and a dispatch backlog never delays a delivery.
@@ -146,6 +147,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "callbacks.sweep_platform_events",
                 "schedule": PLATFORM_EVENTS_SWEEP,
                 "options": {"expires": PLATFORM_EVENTS_SWEEP},
+            },
+            "platform-events-purge": {
+                "task": "callbacks.purge_platform_events",
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
             },
             # Calls with no outcome OUTCOME_PULL_AFTER after dispatch are read back.
             "pull-outcomes": {

@@ -14,6 +14,7 @@ from worker.dialer.calls import SpekoCalls
 from worker.dispatch import dispatch, dispatch_many
 from worker.outcome_pull import PullPolicy, pull_outcomes
 from worker.platform_events.process import process, sweep
+from worker.platform_events.retention import purge_processed
 from worker.poller import poll
 from worker.reaper import reap
 from worker.runtime import Runtime
@@ -118,6 +119,13 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
             lateness=rt.settings.lateness,
             redials=rt.settings.redial_defaults,
         )
+
+    @app.task(name="callbacks.purge_platform_events", shared=False)
+    def purge_platform_events() -> int:
+        """Internal (beat, hourly): processed events older than PLATFORM_EVENT_RETENTION."""
+        rt = runtime()
+        retention = timedelta(seconds=rt.settings.platform_event_retention)
+        return purge_processed(rt.sessions, rt.clock, retention=retention)
 
     # --- the outcome of calls placed, pulled when no event decided it (issue 14) ---
 
