@@ -53,6 +53,7 @@ def error_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
 
 EXTENSION_PARAMS = {"cursor", "to_number", "scheduled_after", "scheduled_before"}
 EXTENSION_OPERATIONS = {("/v1/callbacks", "POST"), ("/v1/callbacks/{id}", "PATCH")}
+WEBHOOK_URL_OPERATIONS = {("/v1/webhooks", "POST"), ("/v1/webhooks/{id}", "PATCH")}
 
 
 def _beyond_the_schema(case: Any) -> list[Any]:
@@ -76,9 +77,15 @@ def test_api_conforms_to_its_own_openapi(
     operations = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
-        operations.append(result.ok())
-    # The platform's four, and our two extensions (POST create, PATCH edit).
-    assert len(operations) == 6
+        operation = result.ok()
+        # Creating or changing a webhook endpoint resolves its URL's host (the SSRF guard):
+        # generated host names would send DNS queries off this machine, which no test
+        # does. Their validation has its own tests (tests/integration/api/test_webhooks.py).
+        if (operation.path, operation.method.upper()) not in WEBHOOK_URL_OPERATIONS:
+            operations.append(operation)
+    # The platform's four, our two callback extensions (POST create, PATCH edit), and the
+    # webhooks' six that take no URL.
+    assert len(operations) == 12
 
     excluded = [status_code_conformance]
     if mode is GenerationMode.NEGATIVE:

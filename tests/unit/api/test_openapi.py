@@ -102,6 +102,15 @@ def test_served_keeps_every_platform_operation_and_only_adds_marked_parts(
     assert added == {
         ("/v1/callbacks", "post"): "createScheduledCallback",
         ("/v1/callbacks/{id}", "patch"): "updateScheduledCallback",
+        # The callback webhooks (issue 15).
+        ("/v1/webhooks", "get"): "listWebhookEndpoints",
+        ("/v1/webhooks", "post"): "createWebhookEndpoint",
+        ("/v1/webhooks/{id}", "get"): "getWebhookEndpoint",
+        ("/v1/webhooks/{id}", "patch"): "updateWebhookEndpoint",
+        ("/v1/webhooks/{id}", "delete"): "deleteWebhookEndpoint",
+        ("/v1/webhooks/{id}/rotate-secret", "post"): "rotateWebhookSecret",
+        ("/v1/webhook-deliveries", "get"): "listWebhookDeliveries",
+        ("/v1/webhook-deliveries/{id}/redeliver", "post"): "redeliverWebhook",
     }
     assert all(ours["paths"][p][m].items() >= EXTENSION.items() for p, m in added)
     names = [p["name"] for p in ours["paths"]["/v1/callbacks"]["get"]["parameters"]]
