@@ -2,19 +2,32 @@
 
 It logs every request, answers per a ``behaviour`` function, and — like a provider that
 honours ``Idempotency-Key`` — answers a repeated key with the call it already placed.
+
+After a call it placed, it can also tell the receiver how the call went, as the
+platform's webhooks do (:meth:`Provider.push_events_to`): a signed ``call.hangup`` (or
+``call.report`` for voicemail) per the number's behaviour, a share of them dropped so
+the worker's pull must find those outcomes (the platform sends call-control events once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import queue
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
+
+from tests.support.webhooks_in import event as platform_event
+from tests.support.webhooks_in import signed
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,66 @@ class Reply:
 
 
 Behaviour = Callable[[Received], Reply]
+
+OUTCOMES = ("answered", "no_answer", "busy", "voicemail")
+"""What a number's calls do (``Provider.call_behaviours``)."""
+
+
+def outcome_mix(
+    numbers: list[str], *, no_answer: float, busy: float, voicemail: float
+) -> dict[str, str]:
+    """Each number's behaviour, in exact shares of ``numbers`` (the rest answer)."""
+    n = len(numbers)
+    cuts = [
+        ("no_answer", round(n * no_answer)),
+        ("busy", round(n * busy)),
+        ("voicemail", round(n * voicemail)),
+    ]
+    out: dict[str, str] = {}
+    index = 0
+    for behaviour, count in cuts:
+        for number in numbers[index : index + count]:
+            out[number] = behaviour
+        index += count
+    for number in numbers[index:]:
+        out[number] = "answered"
+    return out
+
+
+SIP_OF = {"answered": 200, "no_answer": 480, "busy": 486}
+
+
+def outcome_event(behaviour: str, session_id: str, org: str) -> dict[str, Any]:
+    """The platform's decisive event for a call that did ``behaviour``."""
+    data: dict[str, Any] = {"session_id": session_id, "organization_id": org}
+    if behaviour == "voicemail":
+        return platform_event("call.report", data | {"voicemail": {"detected": True}})
+    return platform_event(
+        "call.hangup",
+        data | {"call_id": session_id, "sip_status_code": SIP_OF[behaviour]},
+    )
+
+
+@dataclass
+class Pushes:
+    """The stand-in's own webhooks to the receiver, as the platform would send them."""
+
+    url: str
+    secret: str
+    drop_share: float = 0.0
+    """Share of calls whose event is never sent (chosen by a hash of the session id)."""
+    delay: float = 1.0
+    """Seconds after the dial's answer before the event is sent (the call rings, ends)."""
+    copies: int = 1
+    """How many times each event is sent (a platform retrying a delivery it thinks lost)."""
+    sent_at: dict[str, float] = field(default_factory=dict)
+    """session id -> when its event was first answered 2xx by the receiver."""
+    dropped: set[str] = field(default_factory=set)
+    answers: Counter[str] = field(default_factory=Counter)
+
+    def drops(self, session_id: str) -> bool:
+        digest = hashlib.sha256(session_id.encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self.drop_share
 
 
 class _Server(ThreadingHTTPServer):
@@ -67,6 +140,11 @@ class Provider:
         """number -> what its calls do: answered (default), no_answer, busy, voicemail."""
         self.calls_down = False
         """True: every GET /v1/calls/... answers 503 (the platform is down)."""
+        self.orgs: dict[str, str] = {}
+        """sessionId -> the organization the dial named (metadata.organization_id)."""
+        self.pushes: Pushes | None = None
+        self._outbox: queue.PriorityQueue[tuple[float, int, str]] = queue.PriorityQueue()
+        self._pushed = 0
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -100,6 +178,12 @@ class Provider:
                 self.calls[key] = session_id
                 if isinstance(req.body, dict):
                     self.numbers[session_id] = str(req.body.get("to", ""))
+                    meta = req.body.get("metadata")
+                    if isinstance(meta, dict) and isinstance(meta.get("organization_id"), str):
+                        self.orgs[session_id] = meta["organization_id"]
+                if self.pushes is not None:
+                    self._pushed += 1
+                    self._outbox.put((time.time() + self.pushes.delay, self._pushed, session_id))
         if isinstance(reply.body, bytes):
             return reply, reply.body
         if reply.body is not None:
@@ -107,6 +191,53 @@ class Provider:
         if 200 <= reply.status < 300:
             return reply, self._dial_response(req, session_id)
         return reply, json.dumps({"error": "stand-in error", "code": "TEST"}).encode()
+
+    def push_events_to(
+        self,
+        url: str,
+        secret: str,
+        *,
+        drop_share: float = 0.0,
+        delay: float = 1.0,
+        copies: int = 1,
+        senders: int = 4,
+    ) -> Pushes:
+        """From now on, every call placed is followed by its signed outcome event to
+        ``url`` (the receiver), ``delay`` seconds after the dial answered, by ``senders``
+        threads; ``drop_share`` of them are never sent."""
+        self.pushes = Pushes(url, secret, drop_share=drop_share, delay=delay, copies=copies)
+        for _ in range(senders):
+            threading.Thread(target=self._push_loop, args=(self.pushes,), daemon=True).start()
+        return self.pushes
+
+    def _push_loop(self, pushes: Pushes) -> None:
+        with httpx.Client(timeout=30) as http:
+            while True:
+                due, _, session_id = self._outbox.get()
+                if due > time.time():
+                    time.sleep(min(due - time.time(), 0.05))
+                    self._outbox.put((due, _, session_id))
+                    continue
+                with self._lock:
+                    number = self.numbers.get(session_id, "")
+                    org = self.orgs.get(session_id, "org_a")
+                    behaviour = self.call_behaviours.get(number, "answered")
+                if pushes.drops(session_id):
+                    with self._lock:
+                        pushes.dropped.add(session_id)
+                    continue
+                body = outcome_event(behaviour, session_id, org)
+                raw, headers = signed(pushes.secret, body)
+                for _copy in range(pushes.copies):
+                    try:
+                        status = http.post(pushes.url, content=raw, headers=headers).status_code
+                        answer = str(status)
+                    except httpx.TransportError as exc:
+                        status, answer = 0, type(exc).__name__
+                    with self._lock:
+                        pushes.answers[answer] += 1
+                        if 200 <= status < 300:
+                            pushes.sent_at.setdefault(session_id, time.time())
 
     def add_call(self, session_id: str, number: str) -> None:
         """A call the platform placed (as if dialed): readable at /v1/calls/{session_id}."""
@@ -123,10 +254,10 @@ class Provider:
         session_id = parts[2]
         with self._lock:
             number = self.numbers.get(session_id)
+            org = self.orgs.get(session_id, "org_a")
         if number is None:
             return 404, {"error": "Not found", "code": "NOT_FOUND"}
         behaviour = self.call_behaviours.get(number, "answered")
-        org = "org_a"
         base = {"session_id": session_id, "organization_id": org, "provider": "stand-in"}
 
         def event(kind: str, **fields: Any) -> dict[str, Any]:
