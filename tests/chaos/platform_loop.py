@@ -17,8 +17,8 @@ Idempotency-Key, each key placed once; every callback's ``call_outcome`` the one
 number's calls had. Measured: the time from an outcome push (answered 2xx) to its redial
 being stored.
 
-It runs on a fresh database on the test PostgreSQL and a private ``redis-server``
-(tests.support.faults), removed after. Exit status 0 when every check holds.
+It runs on a private PostgreSQL cluster and a private ``redis-server`` (tests.support.faults),
+removed after. Exit status 0 when every check holds.
 """
 
 from __future__ import annotations
@@ -296,16 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=a.concurrency, timeout=a.timeout, seed=a.seed,
     )  # fmt: skip
     # Imported here: the pytest short form gets its servers from fixtures.
-    from tests.support.databases import fresh_postgres_database, sqlalchemy_url
-    from tests.support.faults import private_redis
+    from tests.support.databases import sqlalchemy_url
+    from tests.support.faults import private_cluster, private_redis
     from worker.db.migrate import upgrade
 
     with tempfile.TemporaryDirectory(prefix="platform-loop-") as tmp:
         logs = a.workdir or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         print(f"platform loop: {config}\nprocess logs in {logs}", flush=True)
-        with private_redis(Path(tmp) / "redis") as redis, fresh_postgres_database() as libpq:
-            url = sqlalchemy_url(libpq)
+        with private_redis(Path(tmp) / "redis") as redis, private_cluster() as cluster:
+            url = sqlalchemy_url(cluster.create_database("callbacks_loop"))
             upgrade(url)
             report = run_loop(config, url, redis.url(), logs)
         print(report.render(), flush=True)

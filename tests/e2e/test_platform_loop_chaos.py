@@ -9,17 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from tests.chaos.platform_loop import LoopConfig, run_loop
+from tests.e2e.conftest import OwnDatabase
 
 pytestmark = pytest.mark.e2e
 
 
 def test_reports_to_callbacks_to_outcomes_to_redials_through_a_worker_sigkill(
-    pg_url: str, pg_sessions: sessionmaker[Session], redis_url: str, tmp_path: Path
+    own_db: OwnDatabase, redis_url: str, tmp_path: Path
 ) -> None:
-    report = run_loop(LoopConfig(callbacks=150, kills=1, timeout=420), pg_url, redis_url, tmp_path)
+    # A private PostgreSQL cluster (tests/e2e/conftest.py): this many processes and
+    # connections stay off the shared server.
+    config = LoopConfig(callbacks=150, kills=1, timeout=420)
+    report = run_loop(config, own_db.url, redis_url, tmp_path)
     print(report.render())
     assert report.problems == []
     assert report.kills == 1

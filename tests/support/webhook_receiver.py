@@ -26,10 +26,12 @@ class Answer:
 
 
 class Receiver:
-    def __init__(self, *, fail_every: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, *, fail_every: int = 0, delay: float = 0.0, status: int = 200) -> None:
         """``fail_every``: the first arrival of every n-th new ``webhook-id`` is answered 500
         (its retry 5 s later succeeds); ``delay``: seconds each answer takes (a slow or
-        hanging endpoint)."""
+        hanging endpoint); ``status``: the answer when no script says otherwise (500: a
+        broken endpoint)."""
+        self.status = status
         self.hits: list[Hit] = []
         self.script: deque[Answer] = deque()
         self.fail_every = fail_every
@@ -51,7 +53,9 @@ class Receiver:
                     new = message_id not in receiver.ids
                     receiver.ids.add(message_id)
                     n = len(receiver.ids)
-                    answer = receiver.script.popleft() if receiver.script else Answer()
+                    answer = (
+                        receiver.script.popleft() if receiver.script else Answer(receiver.status)
+                    )
                 if receiver.fail_every and new and n % receiver.fail_every == 0:
                     answer = Answer(500)
                 if receiver.delay:
