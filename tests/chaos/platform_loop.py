@@ -37,7 +37,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import free_port, processes, wait_until
+from tests.support.processes import api_ready, free_port, processes, wait_until
 from tests.support.provider import Provider, outcome_mix
 from tests.support.scenario import worker_env
 from tests.support.supervisor import Supervisor
@@ -116,13 +116,6 @@ class LoopReport:
         ]
         lines += [f"    - {p}" for p in self.problems[:20]]
         return "\n".join(lines)
-
-
-def _ready(http: httpx.Client) -> bool:
-    try:
-        return http.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _all(sessions: sessionmaker[Session]) -> list[Callback]:
@@ -204,7 +197,7 @@ def _run(
         sup.start("api", "callbacks", "api")
         sup.start("worker", "celery", "-A", "worker", "worker", "-c", str(config.concurrency))
         sup.start("beat", "celery", "-A", "worker", "beat")
-        wait_until(lambda: _ready(http), timeout=60, what="the api")
+        wait_until(lambda: api_ready(http), timeout=60, what="the api")
         for raw, headers in deliveries:
             r = http.post("/webhooks/speko", content=raw, headers=headers)
             if r.status_code != 200:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import free_port, pipeline_env, processes, wait_until
+from tests.support.processes import api_ready, free_port, pipeline_env, processes, wait_until
 from tests.support.provider import Provider
 from tests.support.webhooks_in import event, new_secret, signed
 from worker.db.models import Callback
@@ -58,7 +58,7 @@ def test_report_to_callback_to_outcome_to_one_redial(
         procs.start("api", "callbacks", "api")
         procs.start("worker", "celery", "-A", "worker", "worker", "-c", "2")
         procs.start("beat", "celery", "-A", "worker", "beat")
-        wait_until(lambda: _ready(http), timeout=60, what="the api")
+        wait_until(lambda: api_ready(http), timeout=60, what="the api")
 
         at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
         report = event(
@@ -110,13 +110,6 @@ def test_report_to_callback_to_outcome_to_one_redial(
     assert redial.metadata_["redial_number"] == 1
     assert redial.created_session_id is not None
     print(f"hangup push -> redial stored: {to_redial:.2f} s")
-
-
-def _ready(http: httpx.Client) -> bool:
-    try:
-        return http.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 BEHAVIOURS = ["no_answer"] * 3 + ["busy", "voicemail"] + ["answered"] * 5
@@ -177,7 +170,7 @@ def test_reports_twice_and_reordered_outcomes_pushed_or_pulled_redials_exact(
         procs.start("api", "callbacks", "api")
         procs.start("worker", "celery", "-A", "worker", "worker", "-c", "4")
         procs.start("beat", "celery", "-A", "worker", "beat")
-        wait_until(lambda: _ready(http), timeout=60, what="the api")
+        wait_until(lambda: api_ready(http), timeout=60, what="the api")
         for raw, headers in deliveries:
             assert http.post("/webhooks/speko", content=raw, headers=headers).status_code == 200
 

@@ -24,13 +24,8 @@ pytestmark = pytest.mark.e2e
 CALLBACKS = 60
 
 
-def test_every_event_arrives_once_in_order_despite_failures(
-    pg_url: str, redis_url: str, provider: Provider, tmp_path: Path
-) -> None:
-    receiver = Receiver(fail_every=7).start()
-    env = pipeline_env(
-        pg_url, redis_url, provider, tmp_path, POLL_INTERVAL="0.5", WEBHOOK_SWEEP_INTERVAL="0.2"
-    )
+def _write_callbacks(path: Path, count: int) -> None:
+    """``count`` callbacks of org_w, all due (10 minutes ago), for ``callbacks schedule``."""
     past = datetime.now(UTC) - timedelta(minutes=10)
     lines = [
         json.dumps(
@@ -40,9 +35,19 @@ def test_every_event_arrives_once_in_order_despite_failures(
                 "scheduled_at": (past + timedelta(milliseconds=i)).isoformat(),
             }
         )
-        for i in range(CALLBACKS)
+        for i in range(count)
     ]
-    (tmp_path / "callbacks.jsonl").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_every_event_arrives_once_in_order_despite_failures(
+    pg_url: str, redis_url: str, provider: Provider, tmp_path: Path
+) -> None:
+    receiver = Receiver(fail_every=7).start()
+    env = pipeline_env(
+        pg_url, redis_url, provider, tmp_path, POLL_INTERVAL="0.5", WEBHOOK_SWEEP_INTERVAL="0.2"
+    )
+    _write_callbacks(tmp_path / "callbacks.jsonl", CALLBACKS)
     try:
         with processes(tmp_path, env) as procs:
             added = procs.run(
@@ -116,18 +121,7 @@ def test_a_dead_endpoint_delays_a_healthy_one_by_nothing(
         WEBHOOK_SWEEP_INTERVAL="0.2",
         WEBHOOK_TIMEOUT="20",
     )
-    past = datetime.now(UTC) - timedelta(minutes=10)
-    lines = [
-        json.dumps(
-            {
-                "organization_id": "org_w",
-                "to_number": "+12015551234",
-                "scheduled_at": (past + timedelta(milliseconds=i)).isoformat(),
-            }
-        )
-        for i in range(CALLBACKS)
-    ]
-    (tmp_path / "callbacks.jsonl").write_text("\n".join(lines) + "\n")
+    _write_callbacks(tmp_path / "callbacks.jsonl", CALLBACKS)
     try:
         with processes(tmp_path, env) as procs:
             for receiver in (healthy, hanging):

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from tests.support.provider import Provider
 
 BIN = Path(sys.executable).parent
@@ -114,3 +116,11 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> float
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
     return time.monotonic() - began
+
+
+def api_ready(http: httpx.Client) -> bool:
+    """Whether the ``callbacks api`` process behind ``http`` answers ``/readyz`` 200."""
+    try:
+        return http.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False

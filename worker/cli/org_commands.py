@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from worker.cli.args import add_command, organization
+from worker.cli.args import org_set_show
 from worker.cli.commands import fail
 from worker.cli.context import cli_context
 from worker.cli.database import DatabaseNotReady
@@ -17,26 +17,27 @@ from worker.pacing.windows import Window, valid_zone_name
 from worker.runtime import pacing_from_settings
 from worker.settings import load_settings
 
-ORG_HELP = "the organization (required)"
-
 
 def add_parsers(sub: Any) -> None:
-    w = add_command(
+    shown = (
+        "the effective window and pacing",
+        "Print the organization's effective calling window and pacing caps as JSON.",
+    )
+    s = org_set_show(
         sub,
         "org-window",
-        "an organization's calling window (callee's local time)",
-        "When an organization's callbacks may ring, in the callee's local time (default "
-        "CALLING_WINDOW_START-CALLING_WINDOW_END, every day). Outside it a callback waits "
-        "for the next opening; it is never failed for it.",
+        (
+            "an organization's calling window (callee's local time)",
+            "When an organization's callbacks may ring, in the callee's local time (default "
+            "CALLING_WINDOW_START-CALLING_WINDOW_END, every day). Outside it a callback waits "
+            "for the next opening; it is never failed for it.",
+        ),
+        (
+            "set the window (unset fields fall back to the defaults)",
+            "Set the organization's calling window; prints the effective window and pacing.",
+        ),
+        shown,
     )
-    wsub = w.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = add_command(
-        wsub,
-        "set",
-        "set the window (unset fields fall back to the defaults)",
-        "Set the organization's calling window; prints the effective window and pacing.",
-    )
-    s.add_argument("--org", required=True, type=organization, help=ORG_HELP)
     s.add_argument("--start", required=True, help="HH:MM local, e.g. 08:00 (required)")
     s.add_argument(
         "--end", required=True, help="HH:MM local, e.g. 21:00 (24:00: midnight) (required)"
@@ -48,30 +49,22 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="accept an end before the start (a window across midnight)",
     )
-    show = add_command(
-        wsub,
-        "show",
-        "the effective window and pacing",
-        "Print the organization's effective calling window and pacing caps as JSON.",
-    )
-    show.add_argument("--org", required=True, type=organization, help=ORG_HELP)
 
-    p = add_command(
+    ps = org_set_show(
         sub,
         "org-pacing",
-        "an organization's concurrency and rate caps",
-        "Caps on how many of an organization's callbacks are in progress at once, per "
-        "phone number, and per minute (0: unlimited). What exceeds a cap waits its turn.",
+        (
+            "an organization's concurrency and rate caps",
+            "Caps on how many of an organization's callbacks are in progress at once, per "
+            "phone number, and per minute (0: unlimited). What exceeds a cap waits its turn.",
+        ),
+        (
+            "set caps (0: unlimited; omitted: unchanged)",
+            "Set the organization's caps (0: unlimited; a flag left out keeps its value); "
+            "prints the effective window and pacing.",
+        ),
+        shown,
     )
-    psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ps = add_command(
-        psub,
-        "set",
-        "set caps (0: unlimited; omitted: unchanged)",
-        "Set the organization's caps (0: unlimited; a flag left out keeps its value); "
-        "prints the effective window and pacing.",
-    )
-    ps.add_argument("--org", required=True, type=organization, help=ORG_HELP)
     ps.add_argument("--max-concurrent", type=int, metavar="N", help="callbacks in progress at once")
     ps.add_argument(
         "--max-per-number",
@@ -82,13 +75,6 @@ def add_parsers(sub: Any) -> None:
     ps.add_argument(
         "--max-dials-per-minute", type=int, metavar="N", help="dials started per minute"
     )
-    show = add_command(
-        psub,
-        "show",
-        "the effective window and pacing",
-        "Print the organization's effective calling window and pacing caps as JSON.",
-    )
-    show.add_argument("--org", required=True, type=organization, help=ORG_HELP)
 
 
 def _run(org: str, change: dict[str, Any] | None, window: Window | None, tz: str | None) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from worker.cli.args import add_command, organization
+from worker.cli.args import org_set_show
 from worker.cli.commands import fail
 from worker.cli.context import cli_context
 from worker.cli.database import DatabaseNotReady
@@ -15,34 +15,27 @@ from worker.pacing.orgs import upsert
 from worker.redials import REDIALABLE, parse_intervals, parse_on, policy_of
 from worker.settings import load_settings
 
-ORG_HELP = "the organization (required)"
-
 
 def add_parsers(sub: Any) -> None:
-    r = add_command(
+    s = org_set_show(
         sub,
         "org-redial",
-        "an organization's redials of unanswered calls",
-        "Redial a callback whose call was not answered, as a new callback, up to --max "
-        "times per callback (default REDIAL_MAX, 0: off), for the outcomes in --on "
-        "(default REDIAL_ON), after the waits in --intervals (default REDIAL_INTERVALS; "
-        "the last repeats). An answered call, or cancelling the pending redial, ends it.",
+        (
+            "an organization's redials of unanswered calls",
+            "Redial a callback whose call was not answered, as a new callback, up to --max "
+            "times per callback (default REDIAL_MAX, 0: off), for the outcomes in --on "
+            "(default REDIAL_ON), after the waits in --intervals (default REDIAL_INTERVALS; "
+            "the last repeats). An answered call, or cancelling the pending redial, ends it.",
+        ),
+        (
+            "set the policy (a flag left out keeps its value)",
+            "Set the organization's redial policy; prints the effective policy as JSON.",
+        ),
+        ("the effective policy", "Print the organization's redial policy as JSON."),
     )
-    rsub = r.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = add_command(
-        rsub,
-        "set",
-        "set the policy (a flag left out keeps its value)",
-        "Set the organization's redial policy; prints the effective policy as JSON.",
-    )
-    s.add_argument("--org", required=True, type=organization, help=ORG_HELP)
     s.add_argument("--max", type=int, metavar="N", help="redials per callback (0: off)")
     s.add_argument("--on", metavar="OUTCOMES", help=f"among {','.join(REDIALABLE)}")
     s.add_argument("--intervals", metavar="WAITS", help="e.g. 30m,2h (units s, m, h)")
-    show = add_command(
-        rsub, "show", "the effective policy", "Print the organization's redial policy as JSON."
-    )
-    show.add_argument("--org", required=True, type=organization, help=ORG_HELP)
 
 
 def org_redial(args: argparse.Namespace) -> int:
