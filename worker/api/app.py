@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
+from worker.api.console import router as console_router
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import served
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(speko_webhooks.router)
     app.include_router(webhooks.router)
+    app.include_router(console_router)  # the operator console (issue 16)
     app.add_middleware(Edge)
     errors.install(app)
     return app
