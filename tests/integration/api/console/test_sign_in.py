@@ -11,7 +11,7 @@ from worker.apikeys import revoke_key
 
 
 def test_unsigned_pages_go_to_the_login(client: TestClient) -> None:
-    for path in ("/console",):
+    for path in ("/console", "/console/callbacks", "/console/callbacks/cb_x"):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"] == "/console/login"
