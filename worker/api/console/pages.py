@@ -11,10 +11,11 @@ from starlette.datastructures import FormData
 
 from worker.actions import CallbackNotFound
 from worker.api import reads
+from worker.api.console import charts
 from worker.api.console.filters import BadFilter, parse, when
 from worker.api.console.web import PATH, csrf_valid, current, forbidden, redirect, render, to_login
 from worker.api.deps import ApiContext, Context
-from worker.console import audit, bulk, detail, listing
+from worker.console import audit, bulk, detail, listing, overview
 from worker.console.bulk import Action
 from worker.console.listing import Filters
 
@@ -34,10 +35,32 @@ def wiring(ctx: ApiContext) -> bulk.Wiring:
 
 @router.get("")
 def home(request: Request, ctx: Context) -> Response:
+    """The overview: counts, backlog, charts of the last hours, failures, holds."""
     who = current(ctx, request)
     if who is None:
         return to_login(request)
-    return render(request, "home.html", who=who, title="Console", nav="overview")
+    with ctx.sessions() as session:
+        seen = overview.overview(session, who.viewer, ctx.clock.now())
+        session.expunge_all()
+    minutes = seen.minutes
+    return render(
+        request,
+        "overview.html",
+        who=who,
+        title="Overview",
+        nav="overview",
+        o=seen,
+        dials_chart=(charts.bars("Dials started per minute", [(m.at, m.dials) for m in minutes])),
+        placed_chart=(charts.bars("Calls placed per minute", [(m.at, m.placed) for m in minutes])),
+        lag_chart=(
+            charts.bars(
+                "Dispatch lag of first attempts, average per minute, seconds",
+                [(m.at, m.lag_avg) for m in minutes],
+                " s",
+            )
+        ),
+        busy=[m for m in minutes if m.dials or m.placed],
+    )
 
 
 @router.get("/callbacks")
