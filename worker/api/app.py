@@ -18,6 +18,7 @@ from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.console import router as console_router
+from worker.api.console.orgs import defaults_from as console_defaults
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import served
@@ -118,6 +119,7 @@ def create_app(
         StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
     app.state.speko_receiver = Receiver(hooks, send_event)
+    app.state.console_defaults = console_defaults(settings)
     spec = served()
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -7,10 +7,11 @@ another origin (the stylesheet is served from here).
 
 from fastapi import APIRouter
 
-from worker.api.console import pages, routes
+from worker.api.console import orgs, pages, routes
 
 router = APIRouter()
 router.include_router(routes.router)
 router.include_router(pages.router)
+router.include_router(orgs.router)
 
 __all__ = ["router"]
