@@ -3,8 +3,9 @@
 ``python -m tests.perf.bench_console [--rows 100000] [--runs 9]``
 
 A fresh PostgreSQL database (migrated to head) gets ``--rows`` callbacks over 10
-organizations (``org_0`` holds a tenth), mixed statuses, the history a dispatch leaves
-for the dispatched ones over the last 3 hours; then ``VACUUM ANALYZE``. A real
+organizations (``org_0`` holds about a seventh), mixed statuses, the history a dispatch leaves
+for the dispatched ones over the last 3 days (so the overview's 3-hour charts read a
+24th of it); then ``VACUUM ANALYZE``. A real
 ``callbacks api`` process (one worker) serves the console; Debian's Chromium, driven by
 Playwright, signs in and loads each page ``--runs`` times. A page's time is the
 browser's own navigation timing, from the request to the load event (the server's
@@ -88,7 +89,7 @@ def seed(url: str, rows: int, now: datetime) -> None:
             text(
                 "UPDATE callbacks SET status = (ARRAY['dispatched','dispatched','dispatched',"
                 "'failed','cancelled'])[1 + floor(random() * 5)::int], "
-                "dispatched_at = :now - random() * interval '3 hours', attempts = 1, "
+                "dispatched_at = :now - random() * interval '3 days', attempts = 1, "
                 "failure_cause = 'provider refused the call: HTTP 404' "
                 "WHERE random() < 0.6"
             ),

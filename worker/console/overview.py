@@ -79,40 +79,38 @@ def _as_time(value: Any) -> datetime:
 
 def series(session: Session, viewer: Viewer, now: datetime, hours: int = HOURS) -> list[Minute]:
     """Per minute over the last ``hours``: dials started (attempt starts), calls placed,
-    and the lag of first attempts (start - ``scheduled_at``), average and worst."""
+    and the lag of first attempts (start - ``scheduled_at``), average and worst. One pass
+    over the window's history (``ix_callback_events_at``), joined to its callbacks for
+    the organization and ``scheduled_at``."""
     since = (now - timedelta(hours=hours)).replace(second=0, microsecond=0)
     e, c = CallbackEvent, Callback
     bucket = _minute(session, e.at).label("m")
-    scope = _scope(viewer)
     dial = and_(e.from_status == Status.DISPATCHING, e.to_status == Status.DISPATCHING)
+    first = and_(dial, e.detail["attempt"].as_integer() == 1)
+    lag = cast(_seconds(session, e.at, c.scheduled_at), Float)
     rows = session.execute(
         select(
             bucket,
             func.count().filter(dial),
             func.count().filter(e.to_status == Status.DISPATCHED),
+            func.avg(lag).filter(first),
+            func.max(lag).filter(first),
         )
         .select_from(e)
         .join(c, c.id == e.callback_id)
-        .where(e.at >= since, *scope)
-        .group_by(bucket)
-    ).all()
-    first = e.detail["attempt"].as_integer() == 1
-    lag = cast(_seconds(session, e.at, c.scheduled_at), Float)
-    lags = session.execute(
-        select(bucket, func.avg(lag), func.max(lag))
-        .select_from(e)
-        .join(c, c.id == e.callback_id)
-        .where(e.at >= since, dial, first, *scope)
+        .where(e.at >= since, *_scope(viewer))
         .group_by(bucket)
     ).all()
     by_minute: dict[datetime, Minute] = {}
-    for m, dials, placed in rows:
+    for m, dials, placed, avg, worst in rows:
         at = _as_time(m)
-        by_minute[at] = Minute(at, int(dials), int(placed))
-    for m, avg, worst in lags:
-        at = _as_time(m)
-        base = by_minute.get(at, Minute(at))
-        by_minute[at] = Minute(at, base.dials, base.placed, float(avg), float(worst))
+        by_minute[at] = Minute(
+            at,
+            int(dials),
+            int(placed),
+            None if avg is None else float(avg),
+            None if worst is None else float(worst),
+        )
     out = []
     at = since
     while at <= now:
@@ -136,9 +134,15 @@ def overview(session: Session, viewer: Viewer, now: datetime) -> Overview:
     ).one()
     oldest_age = None if oldest is None else (now - _as_time(oldest)).total_seconds()
     since = now - FAILURE_WINDOW
-    causes = session.scalars(
-        select(c.failure_cause).where(c.status == Status.FAILED, c.updated_at >= since, *scope)
-    ).all()
+    # Grouped by the database: a cause repeats (one per provider answer), rows do not
+    # need to travel.
+    causes: Counter[str] = Counter()
+    for cause, n in session.execute(
+        select(c.failure_cause, func.count())
+        .where(c.status == Status.FAILED, c.updated_at >= since, *scope)
+        .group_by(c.failure_cause)
+    ):
+        causes[cause_class(cause)] += int(n)
     outcomes = {
         str(k): int(v)
         for k, v in session.execute(
@@ -147,15 +151,11 @@ def overview(session: Session, viewer: Viewer, now: datetime) -> Overview:
             .group_by(c.call_outcome)
         )
     }
+    # Redials made in the window: callbacks created since then (ix_callbacks_created,
+    # or the organization's) that name the one they follow.
     redials = session.scalar(
-        select(func.count())
-        .select_from(CallbackEvent)
-        .join(c, c.id == CallbackEvent.callback_id)
-        .where(
-            CallbackEvent.at >= since,
-            CallbackEvent.actor == "redial",
-            CallbackEvent.from_status.is_(None),
-            *scope,
+        select(func.count()).where(
+            c.created_at >= since, c.metadata_["redial_of"].as_string().is_not(None), *scope
         )
     )
     holds = list(session.scalars(select(Hold).where(Hold.until > now).order_by(Hold.scope)))
@@ -167,7 +167,7 @@ def overview(session: Session, viewer: Viewer, now: datetime) -> Overview:
         due_backlog=int(backlog),
         oldest_due_age_seconds=oldest_age,
         minutes=series(session, viewer, now),
-        failures_by_cause=dict(Counter(cause_class(x) for x in causes).most_common()),
+        failures_by_cause=dict(causes.most_common()),
         holds=holds,
         outcomes=outcomes,
         redials=int(redials or 0),
