@@ -28,7 +28,8 @@ def _nice(top: float) -> float:
 def bars(label: str, points: Sequence[tuple[datetime, float | None]], unit: str = "") -> Markup:
     """A bar per point (a minute), the y axis from 0 to a round maximum, a time label
     every hour."""
-    values = [v or 0.0 for _, v in points]
+    # A negative lag (dialed before its time: a manual dispatch) draws as none.
+    values = [max(v or 0.0, 0.0) for _, v in points]
     top = _nice(max(values, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
     step = plot_w / max(len(points), 1)
@@ -40,8 +41,7 @@ def bars(label: str, points: Sequence[tuple[datetime, float | None]], unit: str 
         f'<text x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end">{top:g}{escape(unit)}</text>',
         f'<text x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end">0</text>',
     ]
-    for i, (at, value) in enumerate(points):
-        v = value or 0.0
+    for i, ((at, _), v) in enumerate(zip(points, values, strict=True)):
         h = plot_h * v / top
         x = LEFT + i * step
         if v:
