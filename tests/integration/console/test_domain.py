@@ -3,6 +3,7 @@ pages, one callback's attempts and redial chain, the overview's series, bulk run
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,7 +116,7 @@ def test_bulk_cancel_reports_what_it_could_not(sessions: sessionmaker[Session]) 
     sent: list[str] = []
     wiring = Wiring(sessions, Clock(), sent.append, timedelta(minutes=5), None)
 
-    def batches():  # type: ignore[no-untyped-def]
+    def batches() -> Iterator[list[bulk.Target]]:
         with sessions() as s:
             yield from listing.matching(s, ORG_A, Filters(), batch=2)
 
