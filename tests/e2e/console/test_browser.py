@@ -113,6 +113,10 @@ def test_an_operator_day_in_the_console(console: Console, tmp_path: Path) -> Non
         page.get_by_role("link", name="Callbacks").first.click()
         expect(page.locator("input[name=ids]")).to_have_count(50)
         assert "+12015550042" not in page.content()
+        # With JavaScript on, one box selects the whole page.
+        page.check("#select-all")
+        expect(page.locator("input[name=ids]:checked")).to_have_count(50)
+        page.uncheck("#select-all")
         page.select_option("#f-status", "scheduled")
         page.get_by_role("button", name="Filter").click()
         expect(page).to_have_url(re.compile(r"status=scheduled"))
@@ -187,6 +191,7 @@ def test_another_organization_sees_none_of_it(console: Console, tmp_path: Path) 
         sign_in(page, console.url, console.key_b)
         page.goto(f"{console.url}/console/callbacks")
         expect(page.locator("input[name=ids]")).to_have_count(1)
+        expect(page.locator("#select-all")).to_have_count(0)  # JavaScript off: no script ran
         page.goto(f"{console.url}/console/callbacks?organization_id=org_a")
         expect(page.locator("input[name=ids]")).to_have_count(0)
         with console.sessions() as s:

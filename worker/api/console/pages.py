@@ -50,6 +50,7 @@ def home(request: Request, ctx: Context) -> Response:
         title="Overview",
         nav="overview",
         o=seen,
+        now=ctx.clock.now(),
         dials_chart=(charts.bars("Dials started per minute", [(m.at, m.dials) for m in minutes])),
         placed_chart=(charts.bars("Calls placed per minute", [(m.at, m.placed) for m in minutes])),
         lag_chart=(

@@ -26,6 +26,7 @@ from worker.console import sessions
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 STYLESHEET = (HERE / "static" / "console.css").read_bytes()
+SCRIPT = (HERE / "static" / "console.js").read_bytes()
 
 
 async def form_fields(request: Request) -> FormData:
@@ -40,6 +41,15 @@ def stylesheet() -> Response:
     return Response(
         STYLESHEET,
         media_type="text/css",
+        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/static/console.js")
+def script() -> Response:
+    return Response(
+        SCRIPT,
+        media_type="text/javascript",
         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 
