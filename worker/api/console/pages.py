@@ -130,6 +130,28 @@ def callbacks(request: Request, ctx: Context) -> Response:
     )
 
 
+@router.get("/audit")
+def audit_page(request: Request, ctx: Context) -> Response:
+    """Who asked to see phone numbers, and who changed an organization's settings
+    (operators only: the record spans every organization)."""
+    who = current(ctx, request)
+    if who is None:
+        return to_login(request)
+    if not who.viewer.operator:
+        return render(
+            request,
+            "error.html",
+            who=who,
+            status_code=404,
+            title="Not found",
+            message="The audit is for operator keys.",
+        )
+    with ctx.sessions() as session:
+        rows = audit.recent(session, limit=200)
+        session.expunge_all()
+    return render(request, "audit.html", who=who, title="Console audit", nav="audit", rows=rows)
+
+
 @router.get("/callbacks/{callback_id}")
 def one(request: Request, ctx: Context, callback_id: str) -> Response:
     who = current(ctx, request)
@@ -147,6 +169,9 @@ def one(request: Request, ctx: Context, callback_id: str) -> Response:
                     {"page": "callback", "callback_id": callback_id},
                     now=ctx.clock.now(),
                 )
+                # Written before the page's objects are detached (a detached pending
+                # row would never be inserted).
+                session.flush()
             session.expunge_all()
     except CallbackNotFound:
         return render(

@@ -166,3 +166,18 @@ def test_bulk_reschedule_and_dispatch_a_selection(
     run = client.post("/console/actions", data=form)
     assert re.search(r'id="changed">1 changed', run.text)
     assert _status(pg_sessions, picked[2]) == "dispatching"
+
+
+def test_the_audit_is_for_operators(
+    client: TestClient, console_keys: ConsoleKeys, pg_sessions: sessionmaker[Session]
+) -> None:
+    with pg_sessions.begin() as s:
+        cb = make_callback(s, org="org_a").id
+    sign_in(client, console_keys.a)
+    client.get(f"/console/callbacks/{cb}?unmask=1")
+    assert client.get("/console/audit").status_code == 404
+    sign_in(client, console_keys.operator)
+    page = client.get("/console/audit")
+    assert page.status_code == 200
+    assert console_keys.a_id in page.text
+    assert cb in page.text
