@@ -23,6 +23,10 @@ TOKEN_PREFIX = "sk_live_"  # noqa: S105  (a public prefix, not a secret)
 KEY_PREFIX = "key_"
 # Longer than any token we issue, with room to spare; longer input is refused unhashed.
 MAX_TOKEN_LENGTH = 256
+OPERATOR_ORG = " operator "
+"""An operator key's ``organization_id``: no organization can have it (every way in
+strips surrounding spaces), so code that scopes by a key's organization and does not know
+operators shows such a key nothing, never someone else's callbacks."""
 
 
 def hash_token(token: str) -> str:
@@ -33,15 +37,22 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_key(session: Session, organization_id: str, *, now: datetime) -> tuple[ApiKey, str]:
-    """Store a new key for ``organization_id``; return it and its token (shown once)."""
+def create_key(
+    session: Session, organization_id: str | None, *, now: datetime, operator: bool = False
+) -> tuple[ApiKey, str]:
+    """Store a new key for ``organization_id`` (or an operator key, which sees every
+    organization: ``organization_id`` is then ``None``); return it and its token (shown
+    once)."""
+    if operator == (organization_id is not None):
+        raise ValueError("a key is either an organization's or an operator's")
     token = new_token()
     key = ApiKey(
         id=KEY_PREFIX + str(ULID()).lower(),
-        organization_id=organization_id,
+        organization_id=OPERATOR_ORG if organization_id is None else organization_id,
         token_hash=hash_token(token),
         created_at=now,
         revoked_at=None,
+        operator=operator,
     )
     session.add(key)
     session.flush()

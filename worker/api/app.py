@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.actions import Publish
 from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
+from worker.api.console import router as console_router
+from worker.api.console.orgs import defaults_from as console_defaults
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
 from worker.api.openapi import served
@@ -122,6 +124,7 @@ def create_app(
         StateCollector(sessions, clock), clock, token=settings.metrics_token
     )
     app.state.speko_receiver = Receiver(hooks, send_event)
+    app.state.console_defaults = console_defaults(settings)
     spec = served()
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -133,6 +136,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(speko_webhooks.router)
     app.include_router(webhooks.router)
+    app.include_router(console_router)  # the operator console (issue 16)
     # A call report carries its transcript: its route reads up to its own, larger limit.
     app.add_middleware(Edge, limits={speko_webhooks.PATH: settings.speko_webhook_max_body})
     errors.install(app)

@@ -59,12 +59,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "Make a key for one organization. The token is printed once on standard output "
         "(TOKEN=$(callbacks api-key create --org ORG)); its id goes to standard error.",
     )
-    c.add_argument(
+    owner = c.add_mutually_exclusive_group(required=True)
+    owner.add_argument(
         "--org",
         dest="organization_id",
-        required=True,
         type=organization,
-        help="the organization the key belongs to (required)",
+        help="the organization the key belongs to",
+    )
+    owner.add_argument(
+        "--operator",
+        action="store_true",
+        help="a key that sees every organization (the console, and /v1/callbacks with "
+        "?organization_id=); give it to operators only",
     )
     r = add_command(
         ksub,
@@ -113,7 +119,9 @@ def api_key(args: argparse.Namespace) -> int:
         with cli_context(settings) as ctx, ctx.sessions.begin() as session:
             now = ctx.clock.now()
             if args.api_key_command == "create":
-                key, token = apikeys.create_key(session, args.organization_id, now=now)
+                key, token = apikeys.create_key(
+                    session, args.organization_id, now=now, operator=args.operator
+                )
             elif not apikeys.revoke_key(session, args.key_id, now=now):
                 print(f"callbacks: error: no api key {args.key_id}", file=sys.stderr)
                 return 1
@@ -123,8 +131,13 @@ def api_key(args: argparse.Namespace) -> int:
     if args.api_key_command == "create":
         # The token alone on stdout, so `TOKEN=$(callbacks api-key create --org X)` works.
         print(token)
+        owner = (
+            "every organization (operator)"
+            if key.operator
+            else (f"organization {key.organization_id}")
+        )
         print(
-            f"api key {key.id} for organization {key.organization_id}: the token above is "
+            f"api key {key.id} for {owner}: the token above is "
             f"shown only this once (revoke with `callbacks api-key revoke {key.id}`)",
             file=sys.stderr,
         )

@@ -178,6 +178,9 @@ class CallbackEvent(Base):
     actor: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
 
+    # The console's charts read the last hours of history (issue 16).
+    __table_args__ = (Index("ix_callback_events_at", "at"),)
+
 
 class ApiKey(Base):
     """An admin API key: belongs to one organization; only a hash of the token is stored."""
@@ -190,6 +193,8 @@ class ApiKey(Base):
     """SHA-256 hex of the token (tokens are 256 random bits, so no slow hash is needed)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """Sees every organization (issue 16); ``organization_id`` is then a placeholder."""
 
 
 class Hold(Base):
@@ -263,6 +268,36 @@ Index(
     Callback.created_at,
     Callback.id,
 )
+
+
+# An operator's list across organizations, newest first (the console, issue 16).
+Index("ix_callbacks_created", Callback.created_at, Callback.id)
+
+
+class ConsoleSession(Base):
+    """A signed-in console: the cookie's SHA-256, the key behind it, its CSRF token."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ConsoleAudit(Base):
+    """Reads worth a record that are no transition: phone numbers shown unmasked."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
 
 
 class PlatformEvent(Base):

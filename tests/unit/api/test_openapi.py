@@ -116,7 +116,7 @@ def test_served_keeps_every_platform_operation_and_only_adds_marked_parts(
     names = [p["name"] for p in ours["paths"]["/v1/callbacks"]["get"]["parameters"]]
     assert names == [
         "status", "source_session_id", "limit",
-        "cursor", "to_number", "scheduled_after", "scheduled_before",
+        "cursor", "to_number", "scheduled_after", "scheduled_before", "organization_id",
     ]  # fmt: skip
 
 

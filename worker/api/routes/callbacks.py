@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from worker import actions, edits
 from worker.actions import CallbackNotFound, storable
-from worker.api import queries, reads
+from worker.api import operators, queries, reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
 from worker.api.cursors import BadCursor
 from worker.api.deps import Context
 from worker.api.errors import Conflict, ValidationFailed
+from worker.apikeys import OPERATOR_ORG
 from worker.creation import IdempotencyConflict
 from worker.serializer import callback_view
 from worker.status import Status
@@ -77,9 +78,12 @@ def list_callbacks(
     to_number: str | None = None,
     scheduled_after: str | None = None,
     scheduled_before: str | None = None,
+    organization_id: str | None = None,
 ) -> Response:
     """Extensions (issue 16): ``cursor`` / ``next_cursor`` pages and the console's
-    filters; without them, the list is the platform's, plus ``next_cursor``."""
+    filters; without them, the list is the platform's, plus ``next_cursor``. An operator
+    key lists every organization, or the one ``organization_id`` names; for an
+    organization's key that filter can only narrow its own list."""
     filters = reads.ListFilter(
         status=status,
         source_session_id=source_session_id,
@@ -98,11 +102,16 @@ def list_callbacks(
     after, before = filters.scheduled_after, filters.scheduled_before
     if after is not None and before is not None and after > before:
         raise ValidationFailed("Invalid request: scheduled_after is later than scheduled_before")
+    org = caller.organization_id
+    if organization_id is not None and (caller.operator or organization_id != org):
+        # Another organization's id narrows an organization's list to nothing.
+        org = organization_id if caller.operator else OPERATOR_ORG
     with reads.read_connection(ctx.sessions) as conn:
         try:
-            body = reads.page_json(
-                conn, caller.organization_id, filters, limit=limit, cursor=cursor
-            )
+            if caller.operator and organization_id is None:
+                body = operators.page_all_json(conn, filters, limit=limit, cursor=cursor)
+            else:
+                body = reads.page_json(conn, org, filters, limit=limit, cursor=cursor)
         except BadCursor:
             raise ValidationFailed(
                 "Invalid request: cursor: not a cursor of this list (use the next_cursor "
@@ -114,7 +123,8 @@ def list_callbacks(
 @router.get("/{id}")
 def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
     with reads.read_connection(ctx.sessions) as conn:
-        body = reads.callback_json(conn, caller.organization_id, id)
+        org = operators.organization_of(conn, caller, id)
+        body = reads.callback_json(conn, org, id)
     return Response(body, media_type="application/json")
 
 
@@ -128,7 +138,7 @@ def cancel_callback(
     with ctx.sessions.begin() as session:
         cb = actions.cancel(
             session,
-            caller.organization_id,
+            operators.organization_of(session.connection(), caller, id),
             id,
             now=ctx.clock.now(),
             actor=actions.actor_for(caller.id),
@@ -160,11 +170,13 @@ async def dispatch_force(request: Request, _: Caller) -> bool:
 def dispatch_callback(
     id: str, caller: Caller, ctx: Context, force: Annotated[bool, Depends(dispatch_force)]
 ) -> JSONResponse:
+    with reads.read_connection(ctx.sessions) as conn:
+        org = operators.organization_of(conn, caller, id)
     cb = actions.dispatch_now(
         ctx.sessions,
         ctx.clock,
         ctx.publish,
-        caller.organization_id,
+        org,
         id,
         actor=actions.actor_for(caller.id),
         lease=ctx.claim_lease,
@@ -220,12 +232,21 @@ def create_callback(
     and body; 409 for that key with another body."""
     key = _idempotency_key(request)
     actor = actions.actor_for(caller.id)
+    org = caller.organization_id
+    if caller.operator:
+        # An operator creates in the organization the body names (required then).
+        given = body.get("organization_id")
+        if not isinstance(given, str) or not given.strip():
+            raise ValidationFailed(
+                "Invalid request body: organization_id: required with an operator key"
+            )
+        org = given
     for attempt in range(2):
         try:
             with ctx.sessions.begin() as session:
                 cb, replayed = edits.create_one(
                     session,
-                    caller.organization_id,
+                    org,
                     body,
                     idempotency_key=key,
                     now=ctx.clock.now(),
@@ -266,7 +287,7 @@ def edit_callback(
         try:
             cb = edits.edit(
                 session,
-                caller.organization_id,
+                operators.organization_of(session.connection(), caller, id),
                 id,
                 changes,
                 now=ctx.clock.now(),

@@ -1,0 +1,140 @@
+"""Organization settings pages: view and edit, with the CLI's validation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, cast
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.datastructures import FormData
+
+from worker.api.console.web import PATH, csrf_valid, current, forbidden, redirect, render, to_login
+from worker.api.deps import Context
+from worker.console import orgs
+from worker.console.orgs import Defaults
+from worker.pacing.limits import Pacing
+from worker.pacing.windows import Window
+from worker.settings import Settings
+
+router = APIRouter(prefix=PATH, include_in_schema=False)
+FIELDS = (
+    "window_start",
+    "window_end",
+    "window_days",
+    "timezone",
+    *orgs.CAPS,
+    "redial_max",
+    "redial_on",
+    "redial_intervals",
+)
+
+
+def defaults_from(settings: Settings) -> Defaults:
+    """The worker's defaults, as :func:`worker.runtime.pacing_from_settings` builds them
+    (the API may not import the runtime; tests/unit/console checks the two agree)."""
+    return Defaults(
+        Pacing(
+            window=Window.parse(
+                settings.calling_window_start,
+                settings.calling_window_end,
+                settings.calling_window_days,
+            ),
+            fallback_timezone=settings.calling_fallback_timezone,
+            max_concurrent=settings.max_concurrent_per_org,
+            max_concurrent_per_number=settings.max_concurrent_per_number,
+            max_dials_per_minute=settings.max_dials_per_minute_per_org,
+            rate_limited_pause=timedelta(seconds=settings.rate_limited_pause),
+            rate_limited_scope=settings.rate_limited_scope,
+        ),
+        settings.redial_defaults,
+    )
+
+
+async def form_fields(request: Request) -> FormData:
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(form_fields)]
+
+
+def _defaults(request: Request) -> Defaults:
+    return cast(Defaults, request.app.state.console_defaults)
+
+
+@router.get("/orgs")
+def org_list(request: Request, ctx: Context) -> Response:
+    who = current(ctx, request)
+    if who is None:
+        return to_login(request)
+    if who.viewer.organization_id is not None:
+        return redirect(f"{PATH}/orgs/{quote(who.viewer.organization_id, safe='')}")
+    wanted = (request.query_params.get("organization_id") or "").strip()
+    if wanted:
+        return redirect(f"{PATH}/orgs/{quote(wanted, safe='')}")
+    with ctx.sessions() as session:
+        names = orgs.configured(session)
+    return render(request, "orgs.html", who=who, title="Organizations", nav="orgs", names=names)
+
+
+def _page(request: Request, ctx: Context, org: str, **extra: Any) -> Response:
+    who = current(ctx, request)
+    assert who is not None
+    with ctx.sessions() as session:
+        seen = orgs.view(session, org, _defaults(request))
+    return render(
+        request,
+        "org.html",
+        who=who,
+        title=f"Organization {org}",
+        nav="orgs",
+        org=org,
+        v=seen,
+        **extra,
+    )
+
+
+@router.get("/orgs/{org}")
+def org_page(request: Request, ctx: Context, org: str) -> Response:
+    who = current(ctx, request)
+    if who is None:
+        return to_login(request)
+    if not who.viewer.sees(org):
+        return render(
+            request,
+            "error.html",
+            who=who,
+            status_code=404,
+            title="Not found",
+            message="No such organization for this key.",
+        )
+    return _page(request, ctx, org, saved=request.query_params.get("saved") == "1")
+
+
+@router.post("/orgs/{org}")
+def org_save(request: Request, ctx: Context, org: str, form: Form) -> Response:
+    who = current(ctx, request)
+    if who is None:
+        return to_login(request)
+    if not csrf_valid(request, who, form):
+        return forbidden(request, who)
+    if not who.viewer.sees(org) or not org.strip() or len(org) > 128:
+        return render(
+            request,
+            "error.html",
+            who=who,
+            status_code=404,
+            title="Not found",
+            message="No such organization for this key.",
+        )
+    given = {k: str(form.get(k, "")) for k in FIELDS}
+    try:
+        values = orgs.parse(given, allow_overnight=form.get("allow_overnight") == "yes")
+    except orgs.Invalid as exc:
+        response = _page(request, ctx, org, problems=exc.problems, given=given)
+        response.status_code = 400
+        return response
+    with ctx.sessions.begin() as session:
+        orgs.save(session, who.viewer, org, values, now=ctx.clock.now())
+    return redirect(f"{PATH}/orgs/{quote(org, safe='')}?saved=1")
