@@ -67,7 +67,7 @@ async def cancel_body(request: Request, _: Caller) -> CancelBody:
 
 
 @router.get("")
-def list_callbacks(
+async def list_callbacks(
     caller: Caller,
     ctx: Context,
     status: Status | None = None,
@@ -98,23 +98,20 @@ def list_callbacks(
     after, before = filters.scheduled_after, filters.scheduled_before
     if after is not None and before is not None and after > before:
         raise ValidationFailed("Invalid request: scheduled_after is later than scheduled_before")
-    with reads.read_connection(ctx.sessions) as conn:
-        try:
-            body = reads.page_json(
-                conn, caller.organization_id, filters, limit=limit, cursor=cursor
-            )
-        except BadCursor:
-            raise ValidationFailed(
-                "Invalid request: cursor: not a cursor of this list (use the next_cursor "
-                "of the previous page, with the same filters)"
-            ) from None
+    try:
+        body = await ctx.reader.page(caller.organization_id, filters, limit=limit, cursor=cursor)
+    except BadCursor:
+        raise ValidationFailed(
+            "Invalid request: cursor: not a cursor of this list (use the next_cursor "
+            "of the previous page, with the same filters)"
+        ) from None
     return Response(body, media_type="application/json")
 
 
+# The reads are async (worker.api.readers): no threadpool hop on PostgreSQL.
 @router.get("/{id}")
-def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
-    with reads.read_connection(ctx.sessions) as conn:
-        body = reads.callback_json(conn, caller.organization_id, id)
+async def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
+    body = await ctx.reader.callback(caller.organization_id, id)
     return Response(body, media_type="application/json")
 
 
