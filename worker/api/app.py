@@ -19,6 +19,7 @@ from worker.api import errors
 from worker.api.broker import Probe, celery_probe, celery_publisher
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
+from worker.api.fast_reads import FastReads
 from worker.api.openapi import served
 from worker.api.readers import reader_for
 from worker.api.readiness import Readiness
@@ -48,9 +49,11 @@ def create_app(
     broker_probe: Probe | None = None,
     clock: Clock | None = None,
     send_event: SendEvent | None = None,
+    fast_reads: bool = True,
 ) -> FastAPI:
     """Build the app. Tests pass their own session factory, Celery app or clock;
-    whatever is not passed is built from ``settings`` (and closed at shutdown)."""
+    whatever is not passed is built from ``settings`` (and closed at shutdown).
+    ``fast_reads=False``: every request through FastAPI (tests compare the two)."""
     owned: list[Any] = []
     if sessions is None:
         # A restart's closed connections are dropped at checkout (worker/db/engine.py).
@@ -143,5 +146,9 @@ def create_app(
     app.include_router(speko_webhooks.router)
     app.include_router(webhooks.router)
     app.add_middleware(Edge)
+    # Outside Edge and the routes, inside CatchAll (installed next): the plain case of
+    # the two hot reads without FastAPI's stack; the rest falls through (fast_reads.py).
+    if fast_reads:
+        app.add_middleware(FastReads, fastapi=app)
     errors.install(app)
     return app
