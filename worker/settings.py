@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     """When set, the admin API's ``/metrics`` wants ``Authorization: Bearer <token>``;
     unset, it is public (README, Admin API: which endpoints are public and why)."""
 
+    api_reads: Literal["loop", "threads"] = "threads"
+    """Where the admin API's reads run on PostgreSQL: ``threads`` (the sync engine, one
+    threadpool hop a read) or ``loop`` (async psycopg on the event loop, no hop; README
+    "Admin API under load" for which measured better here). SQLite: always threads."""
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
 

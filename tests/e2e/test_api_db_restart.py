@@ -23,12 +23,16 @@ from worker.settings import Settings
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def api(own_db: OwnDatabase) -> Iterator[tuple[TestClient, dict[str, str]]]:
+@pytest.fixture(params=["threads", "loop"])
+def api(
+    own_db: OwnDatabase, request: pytest.FixtureRequest
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with make_sessions(own_db.engine).begin() as s:
         _, token = create_key(s, "org_a", now=SystemClock().now())
-    # Sessions not passed: the app builds its own engine, as `callbacks api` does.
-    app = create_app(Settings(database_url=own_db.url, broker_url=REDIS_URL))
+    # Sessions not passed: the app builds its own engine, as `callbacks api` does; its
+    # reads run in the threadpool or on the event loop (API_READS).
+    settings = Settings(database_url=own_db.url, broker_url=REDIS_URL, api_reads=request.param)
+    app = create_app(settings)
     with TestClient(app) as client:
         yield client, {"Authorization": f"Bearer {token}"}
 
@@ -42,6 +46,7 @@ def test_first_requests_after_a_server_restart_answer_200(
     own_db.cluster.restart()
     statuses = [client.get("/v1/callbacks", headers=auth).status_code for _ in range(5)]
     assert statuses == [200] * 5
+    assert client.get("/v1/callbacks/cb_none", headers=auth).status_code == 404
 
 
 def test_database_down_is_503_with_retry_after_and_recovers(

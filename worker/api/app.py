@@ -21,14 +21,22 @@ from worker.api.console import router as console_router
 from worker.api.console.orgs import defaults_from as console_defaults
 from worker.api.deps import ApiContext
 from worker.api.edge import Edge, strict_query
+from worker.api.fast_reads import FastReads
 from worker.api.openapi import served
+from worker.api.readers import reader_for
 from worker.api.readiness import Readiness
 from worker.api.routes import callbacks, health, metrics, speko_webhooks, webhooks
 from worker.api.routes.metrics import MetricsEndpoint
 from worker.api.routes.speko_webhooks import Receiver, SendEvent, celery_sender
 from worker.celery.config import publisher
 from worker.clock import Clock, SystemClock
-from worker.db.engine import API_POOL_OVERFLOW, API_POOL_SIZE, make_engine, make_sessions
+from worker.db.engine import (
+    API_POOL_OVERFLOW,
+    API_POOL_SIZE,
+    API_READ_POOL_SIZE,
+    make_engine,
+    make_sessions,
+)
 from worker.metrics import StateCollector
 from worker.platform_events.signature import parse_secrets
 from worker.settings import Settings
@@ -43,9 +51,11 @@ def create_app(
     broker_probe: Probe | None = None,
     clock: Clock | None = None,
     send_event: SendEvent | None = None,
+    fast_reads: bool = True,
 ) -> FastAPI:
     """Build the app. Tests pass their own session factory, Celery app or clock;
-    whatever is not passed is built from ``settings`` (and closed at shutdown)."""
+    whatever is not passed is built from ``settings`` (and closed at shutdown).
+    ``fast_reads=False``: every request through FastAPI (tests compare the two)."""
     owned: list[Any] = []
     if sessions is None:
         # A restart's closed connections are dropped at checkout (worker/db/engine.py).
@@ -85,6 +95,7 @@ def create_app(
         # longer walks it mid-request (p99 under load 795 -> 446 ms for a get, same run).
         gc.freeze()
         yield
+        await reader.close()
         for close in owned:
             close()
 
@@ -110,6 +121,11 @@ def create_app(
         if settings.speko_webhook_secret
         else []
     )
+    # Reads on the event loop (PostgreSQL, API_READS=loop) on a pool of their own, or on
+    # the sync engine in the threadpool.
+    reader = reader_for(
+        sessions, on_loop=settings.api_reads == "loop", pool_size=API_READ_POOL_SIZE
+    )
     app.state.context = ApiContext(
         sessions=sessions,
         clock=clock,
@@ -117,6 +133,7 @@ def create_app(
         broker_probe=broker_probe,
         claim_lease=timedelta(seconds=settings.claim_lease),
         readiness=Readiness(sessions, broker_probe, clock),
+        reader=reader,
         lateness=settings.lateness,
         webhook_allowed=settings.webhook_allowed,
     )
@@ -139,5 +156,9 @@ def create_app(
     app.include_router(console_router)  # the operator console (issue 16)
     # A call report carries its transcript: its route reads up to its own, larger limit.
     app.add_middleware(Edge, limits={speko_webhooks.PATH: settings.speko_webhook_max_body})
+    # Outside Edge and the routes, inside CatchAll (installed next): the plain case of
+    # the two hot reads without FastAPI's stack; the rest falls through (fast_reads.py).
+    if fast_reads:
+        app.add_middleware(FastReads, fastapi=app)
     errors.install(app)
     return app

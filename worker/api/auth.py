@@ -20,11 +20,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 
-from worker.api.deps import ApiContext, Context
+from worker.api.deps import Context
 from worker.api.errors import Unauthorized
-from worker.apikeys import MAX_TOKEN_LENGTH, hash_token, verify
+from worker.apikeys import MAX_TOKEN_LENGTH, hash_token
 from worker.db.models import ApiKey
 
 KEY_CACHE_SECONDS = 5.0
@@ -86,13 +85,9 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-def _lookup(ctx: ApiContext, token: str) -> ApiKey | None:
-    with ctx.sessions() as session:
-        return verify(session, token)
-
-
 async def require_key(request: Request, ctx: Context) -> ApiKey:
-    # async: a cache hit costs no hop to the threadpool; only a miss goes there.
+    # async: a cache hit costs no hop to the threadpool, nor does a miss on PostgreSQL
+    # (worker.api.readers).
     token = bearer_token(request)
     if token is None or len(token) > MAX_TOKEN_LENGTH:
         raise Unauthorized()
@@ -100,7 +95,7 @@ async def require_key(request: Request, ctx: Context) -> ApiKey:
     digest = hash_token(token)
     key = cache.get(digest)
     if key is None:
-        key = await run_in_threadpool(_lookup, ctx, token)
+        key = await ctx.reader.key(token)
         if key is None:
             raise Unauthorized()
         cache.put(digest, key)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.actions import Publish
 from worker.api.broker import Probe
+from worker.api.readers import Reader
 from worker.api.readiness import Readiness
 from worker.clock import Clock
 from worker.webhooks.addresses import NOTHING_ALLOWED, Allowed
@@ -25,6 +26,8 @@ class ApiContext:
     claim_lease: timedelta
     readiness: Readiness
     """``/readyz``'s cached verdict (one per app)."""
+    reader: Reader
+    """Where the reads (get, list, key lookups) run: async routes await it."""
     lateness: timedelta | None = None
     """A manual dispatch may be placed this long from now (CALLBACK_MAX_LATENESS)."""
     webhook_allowed: Allowed = NOTHING_ALLOWED

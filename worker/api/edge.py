@@ -123,12 +123,14 @@ def _is_int(annotation: Any) -> bool:
     return union and any(_is_int(arg) for arg in typing.get_args(annotation))
 
 
-def strict_query(request: Request) -> None:
+async def strict_query(request: Request) -> None:
     """Refuse what a lenient parser would guess at, for every query parameter a route
     declares: a repeated parameter (the last would win) and integers in any but plain
     decimal form (``1_0``, ``+5``, ``05``, `` 5``). Free-text filters take any string the
     contract allows (one no stored id can match finds nothing); undeclared parameters
-    are ignored, as before (forward-compatible clients)."""
+    are ignored, as before (forward-compatible clients).
+
+    async: a sync dependency costs every request a hop to the threadpool and back."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     declared = {field.alias: field for field in getattr(dependant, "query_params", ())}

@@ -9,7 +9,7 @@ trips), and orjson instead of ``json.dumps``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.actions import CallbackNotFound, storable
 from worker.api import cursors
 from worker.db.models import Callback
+from worker.db.read_pool import Conn as AsyncConn
+from worker.db.read_pool import compiled_sql
 from worker.db.types import UTCDateTime
 from worker.serializer import PUBLIC_FIELDS, dumps
 from worker.status import Status
@@ -45,6 +47,7 @@ def read_connection(sessions: sessionmaker[Session]) -> Iterator[Connection]:
 _GET = select(*_COLUMNS).where(
     _table.c.id == bindparam("id"), _table.c.organization_id == bindparam("org")
 )
+_GET_SQL = compiled_sql(_GET)
 
 
 def callback_json(conn: Connection, organization_id: str, callback_id: str) -> bytes:
@@ -52,9 +55,22 @@ def callback_json(conn: Connection, organization_id: str, callback_id: str) -> b
     if not storable(callback_id):
         raise CallbackNotFound(callback_id)
     row = conn.execute(_GET, {"id": callback_id, "org": organization_id}).first()
+    return _callback_body(callback_id, row)
+
+
+def _callback_body(callback_id: str, row: Sequence[Any] | None) -> bytes:
     if row is None:
         raise CallbackNotFound(callback_id)
     return dumps(dict(zip(PUBLIC_FIELDS, row, strict=True)))
+
+
+async def callback_json_async(conn: AsyncConn, organization_id: str, callback_id: str) -> bytes:
+    """:func:`callback_json` on an async psycopg connection: the same statement (compiled
+    by SQLAlchemy for psycopg, once), the same document."""
+    if not storable(callback_id):
+        raise CallbackNotFound(callback_id)
+    cur = await conn.execute(_GET_SQL, {"id": callback_id, "org": organization_id})
+    return _callback_body(callback_id, await cur.fetchone())
 
 
 # --- pages: cursor and the console's filters (issue 16) --------------------------------
@@ -112,6 +128,11 @@ def _page(
     return query.order_by(*order).limit(bindparam("limit"))
 
 
+@cache
+def _page_sql(*flags: bool) -> str:
+    return compiled_sql(_page(*flags))
+
+
 _CREATED_AT, _ID = PUBLIC_FIELDS.index("created_at"), PUBLIC_FIELDS.index("id")
 
 
@@ -129,12 +150,47 @@ def page_json(
     (``created_at`` is its creation time), so it never shifts the rows after a cursor.
     Raises :class:`worker.api.cursors.BadCursor` for a cursor not made for this list.
     """
+    plan = _plan(organization_id, filters, limit, cursor)
+    if plan is None:
+        return _EMPTY_PAGE
+    flags, params, scope = plan
+    return _page_body(conn.execute(_page(*flags), params).all(), limit, scope)
+
+
+async def page_json_async(
+    conn: AsyncConn,
+    organization_id: str,
+    filters: ListFilter,
+    *,
+    limit: int = 25,
+    cursor: str | None = None,
+) -> bytes:
+    """:func:`page_json` on an async psycopg connection (same statement, same document)."""
+    plan = _plan(organization_id, filters, limit, cursor)
+    if plan is None:
+        return _EMPTY_PAGE
+    flags, params, scope = plan
+    if filters.status is not None:
+        # psycopg binds what it is given: the column holds the status's value.
+        params["status"] = filters.status.value
+    cur = await conn.execute(_page_sql(*flags), params)
+    return _page_body(await cur.fetchall(), limit, scope)
+
+
+_EMPTY_PAGE = dumps({"callbacks": [], "next_cursor": None})
+_Flags = tuple[bool, bool, bool, bool, bool, bool]
+
+
+def _plan(
+    organization_id: str, filters: ListFilter, limit: int, cursor: str | None
+) -> tuple[_Flags, dict[str, Any], list[object]] | None:
+    """Which statement and which parameters; ``None``: nothing can match."""
     scope = filters.scope(organization_id)
     position = None if cursor is None else cursors.decode(cursor, scope)
     f = filters
     if f.source_session_id is not None and not storable(f.source_session_id):
-        return dumps({"callbacks": [], "next_cursor": None})
-    query = _page(
+        return None
+    flags = (
         f.status is not None,
         f.source_session_id is not None,
         f.to_number is not None,
@@ -153,7 +209,10 @@ def page_json(
     }
     if position is not None:
         params |= {"cursor_at": position.created_at, "cursor_id": position.id}
-    rows = conn.execute(query, params).all()
+    return flags, params, scope
+
+
+def _page_body(rows: Sequence[Sequence[Any]], limit: int, scope: list[object]) -> bytes:
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = None

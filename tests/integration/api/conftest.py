@@ -71,8 +71,14 @@ def api_redis_url() -> str:
 
 
 @pytest.fixture
-def api_settings(pg_url: str, api_redis_url: str) -> Settings:
-    return Settings(database_url=pg_url, broker_url=api_redis_url)
+def api_reads() -> str:
+    """API_READS of the app under test; the read tests run under both (their own fixture)."""
+    return "threads"
+
+
+@pytest.fixture
+def api_settings(pg_url: str, api_redis_url: str, api_reads: str) -> Settings:
+    return Settings(database_url=pg_url, broker_url=api_redis_url, api_reads=api_reads)
 
 
 @pytest.fixture

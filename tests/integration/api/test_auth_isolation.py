@@ -14,6 +14,13 @@ from worker.apikeys import create_key, hash_token, revoke_key
 from worker.db.models import ApiKey, Callback
 from worker.status import Status
 
+
+@pytest.fixture(params=["threads", "loop"])
+def api_reads(request: pytest.FixtureRequest) -> str:
+    """Every read here, with the reads in the threadpool and on the event loop."""
+    return str(request.param)
+
+
 UNAUTHORIZED = {"error": "Unauthorized", "code": "UNAUTHORIZED"}
 ROUTES = [
     ("GET", "/v1/callbacks"),

@@ -18,6 +18,12 @@ from worker.status import Status
 from worker.validation import NewCallback
 
 
+@pytest.fixture(params=["threads", "loop"])
+def api_reads(request: pytest.FixtureRequest) -> str:
+    """Every read here, with the reads in the threadpool and on the event loop."""
+    return str(request.param)
+
+
 def _seed(sessions: sessionmaker[Session], n: int, org: str = "org_a") -> list[str]:
     with sessions.begin() as s:
         return [

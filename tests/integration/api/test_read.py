@@ -17,6 +17,13 @@ from worker.db.models import Callback
 from worker.serializer import callback_view
 from worker.status import Status
 
+
+@pytest.fixture(params=["threads", "loop"])
+def api_reads(request: pytest.FixtureRequest) -> str:
+    """Every read here, with the reads in the threadpool and on the event loop."""
+    return str(request.param)
+
+
 FIELDS = {
     "id", "organization_id", "source_session_id", "created_session_id", "agent_id",
     "phone_number_id", "to_number", "from_number", "scheduled_at", "status", "reason",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from worker import actions, edits
 from worker.actions import CallbackNotFound, storable
@@ -15,10 +16,11 @@ from worker.api import operators, queries, reads
 from worker.api.auth import Caller
 from worker.api.bodies import BadJson, parse_json
 from worker.api.cursors import BadCursor
-from worker.api.deps import Context
+from worker.api.deps import ApiContext, Context
 from worker.api.errors import Conflict, ValidationFailed
 from worker.apikeys import OPERATOR_ORG
 from worker.creation import IdempotencyConflict
+from worker.db.models import ApiKey
 from worker.serializer import callback_view
 from worker.status import Status
 from worker.validation import InvalidCallback, StorableStr
@@ -68,7 +70,7 @@ async def cancel_body(request: Request, _: Caller) -> CancelBody:
 
 
 @router.get("")
-def list_callbacks(
+async def list_callbacks(
     caller: Caller,
     ctx: Context,
     status: Status | None = None,
@@ -106,25 +108,39 @@ def list_callbacks(
     if organization_id is not None and (caller.operator or organization_id != org):
         # Another organization's id narrows an organization's list to nothing.
         org = organization_id if caller.operator else OPERATOR_ORG
-    with reads.read_connection(ctx.sessions) as conn:
-        try:
-            if caller.operator and organization_id is None:
-                body = operators.page_all_json(conn, filters, limit=limit, cursor=cursor)
-            else:
-                body = reads.page_json(conn, org, filters, limit=limit, cursor=cursor)
-        except BadCursor:
-            raise ValidationFailed(
-                "Invalid request: cursor: not a cursor of this list (use the next_cursor "
-                "of the previous page, with the same filters)"
-            ) from None
+    try:
+        if caller.operator and organization_id is None:
+            # Every organization at once: an operator's view, rare; on a worker thread.
+            body = await run_in_threadpool(_operator_page, ctx, filters, limit, cursor)
+        else:
+            body = await ctx.reader.page(org, filters, limit=limit, cursor=cursor)
+    except BadCursor:
+        raise ValidationFailed(
+            "Invalid request: cursor: not a cursor of this list (use the next_cursor "
+            "of the previous page, with the same filters)"
+        ) from None
     return Response(body, media_type="application/json")
 
 
-@router.get("/{id}")
-def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
+def _operator_page(
+    ctx: ApiContext, filters: reads.ListFilter, limit: int, cursor: str | None
+) -> bytes:
     with reads.read_connection(ctx.sessions) as conn:
-        org = operators.organization_of(conn, caller, id)
-        body = reads.callback_json(conn, org, id)
+        return operators.page_all_json(conn, filters, limit=limit, cursor=cursor)
+
+
+def _operator_org_of(ctx: ApiContext, caller: ApiKey, callback_id: str) -> str:
+    with reads.read_connection(ctx.sessions) as conn:
+        return operators.organization_of(conn, caller, callback_id)
+
+
+# The reads are async (worker.api.readers): no threadpool hop on PostgreSQL.
+@router.get("/{id}")
+async def get_callback(id: str, caller: Caller, ctx: Context) -> Response:
+    org = caller.organization_id
+    if caller.operator:
+        org = await run_in_threadpool(_operator_org_of, ctx, caller, id)
+    body = await ctx.reader.callback(org, id)
     return Response(body, media_type="application/json")
 
 
