@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, func, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from worker.console.viewers import Viewer
@@ -122,27 +122,31 @@ def series(session: Session, viewer: Viewer, now: datetime, hours: int = HOURS) 
 def overview(session: Session, viewer: Viewer, now: datetime) -> Overview:
     scope = _scope(viewer)
     c = Callback
+    since = now - FAILURE_WINDOW
+    # Counts by status and the recent failures' causes in one scan of the table (for an
+    # operator it is the whole table): each cause is a group of its own, so rows never
+    # travel, only one per status and cause.
+    recent_cause = case(
+        (and_(c.status == Status.FAILED, c.updated_at >= since), c.failure_cause),
+        else_=None,
+    ).label("cause")
+    recent = case((and_(c.status == Status.FAILED, c.updated_at >= since), 1), else_=0)
     counts = dict.fromkeys((s.value for s in Status), 0)
-    for status, n in session.execute(
-        select(c.status, func.count()).where(*scope).group_by(c.status)
+    causes: Counter[str] = Counter()
+    for status, cause, is_recent, n in session.execute(
+        select(c.status, recent_cause, recent.label("recent"), func.count())
+        .where(*scope)
+        .group_by(c.status, recent_cause, recent)
     ):
-        counts[Status(status).value] = int(n)
+        counts[Status(status).value] += int(n)
+        if is_recent:
+            causes[cause_class(cause)] += int(n)
     backlog, oldest = session.execute(
         select(func.count(), func.min(c.due_at)).where(
             c.status == Status.SCHEDULED, c.due_at <= now, *scope
         )
     ).one()
     oldest_age = None if oldest is None else (now - _as_time(oldest)).total_seconds()
-    since = now - FAILURE_WINDOW
-    # Grouped by the database: a cause repeats (one per provider answer), rows do not
-    # need to travel.
-    causes: Counter[str] = Counter()
-    for cause, n in session.execute(
-        select(c.failure_cause, func.count())
-        .where(c.status == Status.FAILED, c.updated_at >= since, *scope)
-        .group_by(c.failure_cause)
-    ):
-        causes[cause_class(cause)] += int(n)
     outcomes = {
         str(k): int(v)
         for k, v in session.execute(
