@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker import lifecycle
+from worker.backpressure import ClaimWindow, room
 from worker.pacing.fairness import fair_pick
 from worker.pacing.limits import Pacing, charge
 
@@ -34,11 +35,15 @@ def claim_due(
     lease: timedelta,
     actor: str = POLLER,
     pacing: Pacing | None = None,
+    window: ClaimWindow | None = None,
+    least: int = 1,
 ) -> list[str]:
     """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
     and within their caps (:mod:`worker.pacing.fairness`); return their ids.
 
-    Without ``pacing`` nothing is capped (still round-robin across organizations).
+    Without ``pacing`` nothing is capped (still round-robin across organizations). With a
+    ``window`` (:mod:`worker.backpressure`), no more than its room, and nothing if the
+    room is under ``least``.
     """
     pacing = pacing or Pacing()
     dialect = session.get_bind().dialect.name
@@ -59,6 +64,13 @@ def claim_due(
         )
         # JIT is off for our connections (worker.db.engine): the pick's cost estimate
         # tripped it, ~1 s of compiling for a statement that runs in milliseconds.
+    if window is not None:
+        # Counted after the lock, so concurrent pollers (beats, workers topping up) see
+        # each other's committed claims and never fill the same room twice. On SQLite
+        # one writer at a time does the same for the one beat of the embedded mode.
+        batch_size = min(batch_size, room(session, window, now=now))
+        if batch_size < max(1, least):
+            return []
     due = (
         fair_pick(dialect, now=now, batch=batch_size, pacing=pacing)
         # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain
