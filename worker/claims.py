@@ -68,9 +68,10 @@ def claim_due(
         # Counted after the lock, so concurrent pollers (beats, workers topping up) see
         # each other's committed claims and never fill the same room twice. On SQLite
         # one writer at a time does the same for the one beat of the embedded mode.
-        batch_size = min(batch_size, room(session, window, now=now))
-        if batch_size < max(1, least):
+        free = room(session, window, now=now)
+        if free < max(1, least):
             return []
+        batch_size = min(batch_size, free)
     due = (
         fair_pick(dialect, now=now, batch=batch_size, pacing=pacing)
         # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain

@@ -79,6 +79,7 @@ def poll(
             ids = defer_closed(session, ids, now=now, pacing=policy.pacing, actor=POLLER)
         if not claimed:
             break
+        least = 1  # the room was there: fill it, whatever the claim batch's size
         deferred += claimed - len(ids)
         if not ids:
             continue
