@@ -24,7 +24,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ import redis
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from celery import Celery
 from sqlalchemy import Engine, text
 
 from tests.perf.bench_drain import reset_tables, service_env
@@ -48,6 +48,7 @@ from tests.perf.common import (
 )
 from tests.perf.stand_in import StandIn
 from tests.support.processes import Processes, free_port, wait_until
+from worker.celery.config import MANUAL_QUEUE
 from worker.db.migrate import alembic_config, upgrade
 
 BIG = "org_big"
@@ -68,6 +69,8 @@ class FairRun:
     dispatched_before: int
     """Backlog callbacks already dispatched when the first arrival was created."""
     deepest_queue: int = 0
+    rate: float = 0.0
+    """Callbacks dispatched per second while the arrivals came (all organizations)."""
     """Most messages seen waiting in the poller's dispatch queue while arrivals came."""
 
 
@@ -117,14 +120,6 @@ class QueueDepth:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _celery_call(procs: Processes, cid: str, sent: dict[str, float]) -> None:
-    done = procs.run(
-        "celery", "-A", "worker", "call", "callbacks.dispatch", "--args", json.dumps([cid])
-    )
-    sent[cid] = time.time()
-    assert done.returncode == 0, done.stderr.decode()
 
 
 def _ready(port: int) -> bool:
@@ -183,8 +178,8 @@ def fair_run(
     else:
         upgrade(url)
     port = free_port()
-    pool = ThreadPoolExecutor(4)
-    calls: list[Future[None]] = []
+    app = Celery("perf_fair", broker=PERF_REDIS_URL, set_as_current=False)
+    manual_queue = MANUAL_QUEUE if code_root is None else "callbacks.dispatch"
     created: dict[str, datetime] = {}
     api_sent: dict[str, float] = {}
     celery_sent: dict[str, float] = {}
@@ -208,6 +203,7 @@ def fair_run(
             time.sleep(2.0)  # real processes: let the backlog's queue build as it would
             before = _dispatched_count(engine)
             depth = QueueDepth()
+            began = time.monotonic()
             later = datetime.now(UTC) + timedelta(hours=1)
             # Interleaved, one every `every` seconds: arrivals, then API and Celery dispatches.
             plan = ["arrival"] * arrivals + ["api", "celery"] * manual
@@ -223,15 +219,16 @@ def fair_run(
                         api_sent[cid] = time.time()
                         _post(f"http://127.0.0.1:{port}/v1/callbacks/{cid}/dispatch", key)
                     else:
-                        # As an operator does, so the message goes where the code under
-                        # test routes it; timed from when the command has sent it (its
-                        # start-up, seconds on a loaded machine, is not the worker's).
-                        calls.append(pool.submit(_celery_call, procs, cid, celery_sent))
+                        # To the queue `celery -A worker call callbacks.dispatch` routes it
+                        # to in the code under test (this tree: the operators' queue; main:
+                        # the one dispatch queue), sent from here so the time is the
+                        # worker's, not a command's start-up.
+                        celery_sent[cid] = time.time()
+                        app.send_task("callbacks.dispatch", (cid,), queue=manual_queue)
                 time.sleep(every)
             depth.stop()
-            for call in calls:
-                call.result()
-            pool.shutdown()
+            during = time.monotonic() - began
+            rate = (_dispatched_count(engine) - before) / during
             ids = [*created, *api_sent, *celery_sent]
 
             def all_dispatched() -> bool:
@@ -272,6 +269,7 @@ def fair_run(
         celery=waited(celery_sent),
         dispatched_before=before,
         deepest_queue=depth.deepest,
+        rate=rate,
     )
 
 
@@ -288,7 +286,7 @@ def _say(run: FairRun) -> None:
         f"p99 {pct(run.api, 0.99):.2f}s; Celery p50 {statistics.median(run.celery):.2f}s "
         f"p99 {pct(run.celery, 0.99):.2f}s "
         f"({run.dispatched_before} of the backlog dispatched at the first arrival; "
-        f"dispatch queue up to {run.deepest_queue} messages)",
+        f"dispatch queue up to {run.deepest_queue} messages; drain {run.rate:.0f}/s meanwhile)",
         flush=True,
     )
 
@@ -366,7 +364,15 @@ def run_fairness(
                         ratio=None if theirs is None else Stat.of([value / pct(theirs, q)]),
                         target=f"<= {target:.2f} s" if name == "p99" else "",
                         load=(before, after),
-                        notes={"ours": mine, "baseline": theirs},
+                        notes={
+                            "ours": mine,
+                            "baseline": theirs,
+                            "drain_rate": [ours.rate, base.rate if base else None],
+                            "deepest_queue": [
+                                ours.deepest_queue,
+                                base.deepest_queue if base else None,
+                            ],
+                        },
                     )
                 )
     return runs
