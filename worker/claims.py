@@ -37,13 +37,14 @@ def claim_due(
     pacing: Pacing | None = None,
     window: ClaimWindow | None = None,
     least: int = 1,
+    wait: bool = True,
 ) -> list[str]:
     """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
     and within their caps (:mod:`worker.pacing.fairness`); return their ids.
 
     Without ``pacing`` nothing is capped (still round-robin across organizations). With a
     ``window`` (:mod:`worker.backpressure`), no more than its room, and nothing if the
-    room is under ``least``.
+    room is under ``least``. ``wait=False``: claim nothing if another claim is under way.
     """
     pacing = pacing or Pacing()
     dialect = session.get_bind().dialect.name
@@ -56,12 +57,18 @@ def claim_due(
         # the SQL (a skip-scan and per-organization LIMITs), so a generic plan loses
         # nothing, while the custom plans PostgreSQL kept choosing on a large table cost
         # ~0.7 ms of planning per poll, most of an empty poll's time (tests/perf).
-        session.execute(
+        # A top-up (``wait=False``) only tries the lock: a worker thread waiting its turn
+        # behind other claims is a thread not dialing (16 of them queued on it at a large
+        # backlog), and whoever holds the lock fills the same room anyway.
+        lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+        got = session.execute(
             select(
-                func.pg_advisory_xact_lock(CLAIM_LOCK),
+                lock(CLAIM_LOCK),
                 func.set_config("plan_cache_mode", "force_generic_plan", True),
             )
-        )
+        ).one()[0]
+        if got is False:
+            return []
         # JIT is off for our connections (worker.db.engine): the pick's cost estimate
         # tripped it, ~1 s of compiling for a statement that runs in milliseconds.
     if window is not None:

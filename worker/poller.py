@@ -48,7 +48,9 @@ def poll(
     reached; return the count.
 
     ``top_up``: a worker refilling the window as it finishes a batch (between beat's
-    ticks); it claims only for at least a full message's room (``window.top_up``).
+    ticks); it claims only for at least a full message's room (``window.top_up``), and
+    only if no other claim is under way (it never waits for one: the worker goes back
+    to dialing, and the claim under way fills the room).
     """
     # One "now" per tick: the tick takes what was due when it began, in full batches. Read
     # per batch, a steady stream of arrivals kept one tick chasing it in batches of 1-5
@@ -73,6 +75,7 @@ def poll(
                 pacing=policy.pacing,
                 window=window,
                 least=least,
+                wait=not top_up,
             )
             claimed = len(ids)
             # Calling windows: a claimed row outside its window goes back, due at the opening.

@@ -15,6 +15,7 @@ from tests.support.factories import T0, make_callback
 from worker import lifecycle
 from worker.actions import dispatch_now
 from worker.backpressure import ClaimWindow, unstarted, waiting
+from worker.claims import CLAIM_LOCK
 from worker.db.models import Callback
 from worker.dialer.log import LogDialer
 from worker.dispatch import Dispatcher, dispatch, start_attempts
@@ -283,3 +284,19 @@ def test_each_attempt_start_observes_its_claim_wait(sessions: sessionmaker[Sessi
         REGISTRY.get_sample_value("callbacks_claim_wait_seconds_bucket", {"le": "5.0"})
         == (in_bucket or 0.0) + 3
     )
+
+
+def test_a_top_up_never_waits_behind_another_claim(pg_sessions: sessionmaker[Session]) -> None:
+    """A worker's top-up only tries the claim lock: while another claim holds it, the top-up
+    claims nothing at once (its thread goes back to dialing), and claims once it is free."""
+    _due(pg_sessions, 100)
+    with pg_sessions.begin() as holder:
+        holder.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+        topped = poll(
+            pg_sessions, FixedClock(NOW), Published(), limits=LIMITS, policy=POLICY, top_up=True
+        )
+        assert topped == 0
+    again = poll(
+        pg_sessions, FixedClock(NOW), Published(), limits=LIMITS, policy=POLICY, top_up=True
+    )
+    assert again == 40
