@@ -92,7 +92,7 @@ def _new(engine: Engine, org: str, at: datetime | None, n: int) -> str:
     return cid
 
 
-def _their_head(root: Path) -> str:
+def their_head(root: Path) -> str:
     config = Config()
     config.set_main_option("script_location", str(root / "worker" / "db" / "migrations"))
     head = ScriptDirectory.from_config(config).get_current_head()
@@ -174,7 +174,7 @@ def fair_run(
     if code_root is not None:
         env["PYTHONPATH"] = str(code_root)
         # That code refuses a schema newer than its own: take this one back to its head.
-        command.downgrade(alembic_config(url), _their_head(code_root))
+        command.downgrade(alembic_config(url), their_head(code_root))
     else:
         upgrade(url)
     port = free_port()
