@@ -72,14 +72,11 @@ def dispatch_many(
     manual: bool = False,
     actor: str = WORKER,
     override_window: bool = False,
-    while_dialing: Callable[[], None] | None = None,
 ) -> dict[str, Result]:
     """Dispatch a batch: start every attempt in one write, then dial them concurrently.
 
     Outcomes are recorded as their dials return (those that return together, together),
-    so a crash leaves only the attempts still in flight to the reaper. ``while_dialing``
-    runs once the attempts have started and their dials are under way (the worker tops
-    the claim window up then: the room its start made, while this thread would wait).
+    so a crash leaves only the attempts still in flight to the reaper.
     """
     ids = list(dict.fromkeys(callback_ids))
 
@@ -109,7 +106,7 @@ def dispatch_many(
     )
     for result in results.values():
         metrics.OUTCOMES.labels(result.value).inc()
-    for dialed in _dial_all(d, started, while_dialing):
+    for dialed in _dial_all(d, started):
         results.update(record_outcomes(d, dialed, actor))
     return results
 
@@ -117,19 +114,13 @@ def dispatch_many(
 Dialed = list[tuple[Callback, DialOutcome]]
 
 
-def _dial_all(
-    d: Dispatcher, started: Sequence[Callback], meanwhile: Callable[[], None] | None = None
-) -> Iterator[Dialed]:
+def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
     """Dial every started callback; yield what has returned, as it returns."""
     if d.dials is None or len(started) < 2:
-        if meanwhile is not None:
-            meanwhile()
         for callback in started:
             yield [(callback, _dial(d, callback))]
         return
     pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
-    if meanwhile is not None:
-        meanwhile()
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         yield [(pending.pop(future), future.result()) for future in done]

@@ -140,11 +140,11 @@ def test_dispatch_task_refuses_a_failed_callback_of_unknown_outcome_and_says_why
 
 
 @freeze_time(T0 + timedelta(seconds=1))
-def test_a_batch_that_starts_tops_the_claim_window_up(
+def test_a_batch_that_ends_tops_the_claim_window_up(
     pg_url: str, pg_sessions: sessionmaker[Session], redis_url: str
 ) -> None:
-    """Issue 13: beat's tick claims no more than CLAIM_WINDOW; a worker starting a batch
-    claims the room its start made while the dials are under way, between ticks."""
+    """Issue 13: beat's tick claims no more than CLAIM_WINDOW; a worker finishing a batch
+    claims the room its batch made, between ticks."""
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,

@@ -36,14 +36,13 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
         """
         ids = [callback_ids] if isinstance(callback_ids, str) else callback_ids
         rt = runtime()
-        results = dispatch_many(rt.dispatcher, ids, while_dialing=lambda: top_up(rt))
+        results = dispatch_many(rt.dispatcher, ids)
+        top_up(rt)
         return {callback_id: result.value for callback_id, result in results.items()}
 
     def top_up(rt: Runtime) -> None:
-        """Refill the claim window with the room a batch's start made (worker.backpressure),
-        while its dials are under way: the window keeps the queue short, and this keeps it
-        from running dry between beat's ticks (a refill only as batches ended left
-        threads idle while a drain ramped up: 0.95x main's drain, tests/perf)."""
+        """Refill the claim window as a batch ends (worker.backpressure): the window keeps
+        the queue short, and this keeps it from running dry between beat's ticks."""
         try:
             poll(
                 rt.sessions,
