@@ -17,12 +17,8 @@ def test_manual_dispatches_have_their_own_queue_that_the_bare_worker_consumes(
     assert config["task_default_queue"] == DISPATCH_QUEUE  # the poller's batches
 
 
-def test_the_claim_window_defaults_to_a_message_per_four_threads(tmp_path: Path) -> None:
+def test_the_claim_window_defaults_to_a_message_per_worker_thread(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://h/db")
-    assert settings.effective_claim_window == 4 * 50
-    wide = Settings(
-        data_dir=tmp_path, database_url="postgresql+psycopg://h/db", worker_concurrency=64
-    )
-    assert wide.effective_claim_window == 16 * 50
+    assert settings.effective_claim_window == 16 * 50
     assert Settings(data_dir=tmp_path).effective_claim_window == 4 * 50  # embedded: 4 threads
     assert Settings(data_dir=tmp_path, claim_window=300).effective_claim_window == 300
