@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker import lifecycle
+from worker.backpressure import ClaimWindow, room
 from worker.pacing.fairness import fair_pick
 from worker.pacing.limits import Pacing, charge
 
@@ -34,11 +35,16 @@ def claim_due(
     lease: timedelta,
     actor: str = POLLER,
     pacing: Pacing | None = None,
+    window: ClaimWindow | None = None,
+    least: int = 1,
+    wait: bool = True,
 ) -> list[str]:
     """Claim up to ``batch_size`` callbacks due at ``now``, fairly across organizations
     and within their caps (:mod:`worker.pacing.fairness`); return their ids.
 
-    Without ``pacing`` nothing is capped (still round-robin across organizations).
+    Without ``pacing`` nothing is capped (still round-robin across organizations). With a
+    ``window`` (:mod:`worker.backpressure`), no more than its room, and nothing if the
+    room is under ``least``. ``wait=False``: claim nothing if another claim is under way.
     """
     pacing = pacing or Pacing()
     dialect = session.get_bind().dialect.name
@@ -51,14 +57,28 @@ def claim_due(
         # the SQL (a skip-scan and per-organization LIMITs), so a generic plan loses
         # nothing, while the custom plans PostgreSQL kept choosing on a large table cost
         # ~0.7 ms of planning per poll, most of an empty poll's time (tests/perf).
-        session.execute(
+        # A top-up (``wait=False``) only tries the lock: a worker thread waiting its turn
+        # behind other claims is a thread not dialing (16 of them queued on it at a large
+        # backlog), and whoever holds the lock fills the same room anyway.
+        lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+        got = session.execute(
             select(
-                func.pg_advisory_xact_lock(CLAIM_LOCK),
+                lock(CLAIM_LOCK),
                 func.set_config("plan_cache_mode", "force_generic_plan", True),
             )
-        )
+        ).one()[0]
+        if got is False:
+            return []
         # JIT is off for our connections (worker.db.engine): the pick's cost estimate
         # tripped it, ~1 s of compiling for a statement that runs in milliseconds.
+    if window is not None:
+        # Counted after the lock, so concurrent pollers (beats, workers topping up) see
+        # each other's committed claims and never fill the same room twice. On SQLite
+        # one writer at a time does the same for the one beat of the embedded mode.
+        free = room(session, window, now=now)
+        if free < max(1, least):
+            return []
+        batch_size = min(batch_size, free)
     due = (
         fair_pick(dialect, now=now, batch=batch_size, pacing=pacing)
         # MATERIALIZED: the pick runs exactly once. As `id IN (subquery)` or a plain

@@ -217,6 +217,7 @@ def start_attempts(
         started = lifecycle.start_attempts(
             session, ids, now=now, lease=d.policy.attempt_lease, actor=actor
         )
+        metrics.observe_claim_waits(started, now)
         missed = sorted(set(ids) - {cb.id for cb in started})
         if missed:
             results.update(_not_started(session, missed, now, actor))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.backpressure import unstarted
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.pacing.holds import PROVIDER, active_hold
@@ -42,10 +43,22 @@ LAG_SECONDS = Histogram(
     "attempted_at - due time, at each attempt start",
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
+CLAIM_WAIT_SECONDS = Histogram(
+    "callbacks_claim_wait_seconds",
+    "attempted_at - claimed_at, at each attempt start: the wait in the dispatch queue",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 REAPER_ACTIONS = Counter("callbacks_reaper_actions", "Reaper resolutions", ["action"])
 PROVIDER_ERRORS = Counter(
     "callbacks_provider_errors", "Provider answers that were not a placed call", ["status_class"]
 )
+
+
+def observe_claim_waits(started: Iterable[Callback], now: datetime) -> None:
+    """The wait between claim and attempt start of each attempt just started."""
+    for callback in started:
+        if callback.claimed_at is not None:
+            CLAIM_WAIT_SECONDS.observe(max(0.0, (now - callback.claimed_at).total_seconds()))
 
 
 def status_class(http_status: int | None) -> str:
@@ -64,6 +77,7 @@ class StateCollector(Collector):
         try:
             with self.sessions() as session:
                 backlog, oldest = backlog_of(session, now)
+                waiting = unstarted(session)
                 held = active_hold(session, PROVIDER, now) is not None
         except Exception:  # a scrape must not fail because the database is away
             log.exception("metrics: could not read the backlog")
@@ -72,6 +86,19 @@ class StateCollector(Collector):
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         yield GaugeMetricFamily(
             "callbacks_oldest_due_age_seconds", "How long the oldest due callback has waited", age
+        )
+        yield GaugeMetricFamily(
+            "callbacks_claimed_not_started",
+            "Claimed callbacks whose attempt has not started: the queue the workers have "
+            "not reached",
+            waiting.count,
+        )
+        yield GaugeMetricFamily(
+            "callbacks_claimed_oldest_wait_seconds",
+            "How long the oldest claimed, not started callback has waited for a worker",
+            0.0
+            if waiting.oldest_claimed_at is None
+            else max(0.0, (now - waiting.oldest_claimed_at).total_seconds()),
         )
         yield GaugeMetricFamily(
             "callbacks_provider_key_rejected",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import lifecycle, metrics
+from worker.backpressure import ClaimWindow
 from worker.claims import POLLER, claim_due
 from worker.clock import Clock
 from worker.pacing.deferral import defer_closed
@@ -29,6 +30,9 @@ Publish = Callable[[Sequence[str]], None]
 class PollLimits:
     batch_size: int = 100
     max_per_tick: int = 2_000
+    window: ClaimWindow | None = None
+    """Claims not yet started allowed at once (:mod:`worker.backpressure`); ``None``:
+    no window, a tick claims up to ``max_per_tick`` whatever is queued."""
 
 
 def poll(
@@ -38,8 +42,16 @@ def poll(
     *,
     limits: PollLimits,
     policy: DispatchPolicy,
+    top_up: bool = False,
 ) -> int:
-    """Claim and publish until nothing is due or the tick's cap is reached; return the count."""
+    """Claim and publish until nothing is due, the window is full or the tick's cap is
+    reached; return the count.
+
+    ``top_up``: a worker refilling the window as it finishes a batch (between beat's
+    ticks); it claims only for at least a full message's room (``window.top_up``), and
+    only if no other claim is under way (it never waits for one: the worker goes back
+    to dialing, and the claim under way fills the room).
+    """
     # One "now" per tick: the tick takes what was due when it began, in full batches. Read
     # per batch, a steady stream of arrivals kept one tick chasing it in batches of 1-5
     # callbacks until max_per_tick, a message each (tests/perf, lag: 44 s at 200/s).
@@ -49,18 +61,28 @@ def poll(
     if hold is not None:
         log.error("NOT DIALING until %s: %s", hold.until.isoformat(), hold.reason)
         return 0
+    window = limits.window
+    least = window.top_up if (top_up and window is not None) else 1
     total = deferred = 0
     while total + deferred < limits.max_per_tick:
         batch = min(limits.batch_size, limits.max_per_tick - total - deferred)
         with sessions.begin() as session:
             ids = claim_due(
-                session, now=now, batch_size=batch, lease=policy.claim_lease, pacing=policy.pacing
+                session,
+                now=now,
+                batch_size=batch,
+                lease=policy.claim_lease,
+                pacing=policy.pacing,
+                window=window,
+                least=least,
+                wait=not top_up,
             )
             claimed = len(ids)
             # Calling windows: a claimed row outside its window goes back, due at the opening.
             ids = defer_closed(session, ids, now=now, pacing=policy.pacing, actor=POLLER)
         if not claimed:
             break
+        least = 1  # the room was there: fill it, whatever the claim batch's size
         deferred += claimed - len(ids)
         if not ids:
             continue

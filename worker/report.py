@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from worker.backpressure import claim_waits, percentile, unstarted
 from worker.db.models import Callback, PlatformEvent
 from worker.durations import say_duration
 from worker.metrics import backlog_of
@@ -46,10 +47,54 @@ def status_report(session: Session, now: datetime) -> dict[str, Any]:
         if oldest is None
         else round((now - oldest).total_seconds(), 3),
         "failed_last_hour_by_cause": dict(Counter(cause_class(c) for c in recent_causes)),
+        **claims_report(session, now),
         "held": None if hold is None else {"until": rfc3339(hold.until), "reason": hold.reason},
         **platform_report(session, now),
         "webhooks_failing": failing_endpoints(session, now),
     }
+
+
+CLAIM_WAIT_PERIOD = timedelta(minutes=5)
+
+
+def claims_report(session: Session, now: datetime) -> dict[str, Any]:
+    """Issue 13: the claims the workers have not reached, and how long claims wait."""
+    waiting = unstarted(session)
+    waits = claim_waits(session, since=now - CLAIM_WAIT_PERIOD)
+    oldest = waiting.oldest_claimed_at
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "claimed_not_started": waiting.count,
+        "claimed_oldest_wait_seconds": None
+        if oldest is None
+        else round(max(0.0, (now - oldest).total_seconds()), 3),
+        "claim_wait_last_5_min": {
+            "attempts": len(waits),
+            "p50_seconds": rounded(percentile(waits, 0.5)),
+            "p99_seconds": rounded(percentile(waits, 0.99)),
+        },
+    }
+
+
+def render_claims(report: dict[str, Any]) -> list[str]:
+    if "claimed_not_started" not in report:
+        return []
+    line = f"claimed, not started: {report['claimed_not_started']}"
+    oldest = report.get("claimed_oldest_wait_seconds")
+    if oldest is not None:
+        line += f", oldest waiting {say_duration(oldest)}"
+    wait = report.get("claim_wait_last_5_min") or {"attempts": 0}
+    if wait["attempts"]:
+        said = (
+            f"claim to start in the last 5 min: p50 {wait['p50_seconds']:.2f} s, "
+            f"p99 {wait['p99_seconds']:.2f} s ({wait['attempts']} attempts)"
+        )
+    else:
+        said = "claim to start in the last 5 min: no attempt started"
+    return [line, said]
 
 
 def platform_report(session: Session, now: datetime) -> dict[str, Any]:
@@ -97,6 +142,7 @@ def render(report: dict[str, Any]) -> str:
         "failed in the last hour: "
         + (", ".join(f"{c}: {n}" for c, n in failures.items()) or "none")
     )
+    lines += render_claims(report)
     held = report["held"]
     lines.append(
         "dialing: HELD until " + held["until"] + " - " + held["reason"]

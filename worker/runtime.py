@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.backpressure import ClaimWindow
 from worker.clock import Clock, SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.dialer.log import LogDialer
@@ -125,5 +126,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     dispatcher = Dispatcher(
         sessions, clock, build_dialer(settings), dispatch_policy(settings), dials
     )
-    limits = PollLimits(settings.poll_batch_size, settings.poll_max_per_tick)
+    window = ClaimWindow(
+        settings.effective_claim_window,
+        stale=timedelta(seconds=settings.claim_window_stale),
+        top_up=min(settings.dispatch_batch_size, settings.effective_claim_window),
+    )
+    limits = PollLimits(settings.poll_batch_size, settings.poll_max_per_tick, window)
     return Runtime(settings, engine, sessions, clock, dispatcher, limits)

@@ -137,3 +137,40 @@ def test_dispatch_task_refuses_a_failed_callback_of_unknown_outcome_and_says_why
         assert (cb.status, cb.attempts, cb.failure_cause) == (Status.FAILED, 1, cause)
     refused = [r.getMessage() for r in caplog.records if cid in r.getMessage()]
     assert any('{"force": true}' in m and "may already have been called" in m for m in refused)
+
+
+@freeze_time(T0 + timedelta(seconds=1))
+def test_a_batch_that_ends_tops_the_claim_window_up(
+    pg_url: str, pg_sessions: sessionmaker[Session], redis_url: str
+) -> None:
+    """Issue 13: beat's tick claims no more than CLAIM_WINDOW; a worker finishing a batch
+    claims the room its batch made, between ticks."""
+    settings = Settings(
+        database_url=pg_url,
+        broker_url=redis_url,
+        dialer="log",
+        dispatch_batch_size=10,
+        claim_window=20,
+        calling_window_start="00:00",
+        calling_window_end="24:00",
+    )
+    with pg_sessions.begin() as s:
+        for _ in range(45):
+            make_callback(s)
+    app = create_celery(settings)
+    try:
+        assert app.tasks["callbacks.poll"].apply().get() == 20
+        assert app.tasks["callbacks.poll"].apply().get() == 0  # the window is full
+        (first, _) = [ids for _, (ids,) in queued_dispatches(redis_url)]
+        results = app.tasks["callbacks.dispatch_claimed"].apply(args=(first,)).get()
+        assert results == dict.fromkeys(first, "dispatched")
+        queued = [ids for _, (ids,) in queued_dispatches(redis_url)]
+        assert len(queued) == 3  # the two from the tick, and the top-up's
+        assert sum(len(ids) for ids in queued) == 30
+        with pg_sessions() as s:
+            claimed = s.scalars(
+                select(Callback.id).where(Callback.status == Status.DISPATCHING)
+            ).all()
+        assert len(claimed) == 20
+    finally:
+        app.runtime.close()

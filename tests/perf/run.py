@@ -5,10 +5,13 @@ run, the ratio, the target from issue 7, and the 1-minute load average before an
 and writes it with every run's numbers to ``perf-results-<time>.json`` (gitignored).
 
 Groups: http (client choice), claim, poll (poll cost vs size and churn), drain, lag,
-memory, peers. ``--quick`` runs all of them at reduced sizes in a few minutes; the default
-sizes are issue 7's (20,000-callback drains, 10 million rows: expect an hour or more).
-Every size is a flag. Environment overrides of the worker's settings (WORKER_CONCURRENCY,
-WORKER_POOL, POLL_BATCH_SIZE, POLL_MAX_PER_TICK, LOG_LEVEL) reach the worker under test.
+memory, peers, fairness (issue 13: another organization's callbacks and manual dispatches
+beside one organization's draining backlog; ``--fair-baseline DIR`` runs the same against
+another checkout's code, e.g. main, as the baseline). ``--quick`` runs all of them at
+reduced sizes in a few minutes; the default sizes are issue 7's (20,000-callback drains,
+10 million rows: expect an hour or more). Every size is a flag. Environment overrides of
+the worker's settings (WORKER_CONCURRENCY, WORKER_POOL, POLL_BATCH_SIZE, POLL_MAX_PER_TICK,
+CLAIM_WINDOW, LOG_LEVEL) reach the worker under test.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import os
 import time
 from pathlib import Path
 
-from tests.perf import bench_claim, bench_drain, bench_http_clients, bench_peers
+from tests.perf import bench_claim, bench_drain, bench_fairness, bench_http_clients, bench_peers
 from tests.perf.common import ROOT, Results, bench_database, machine_meta
 from tests.perf.profile_report import summarize
 from tests.perf.stand_in import running_stand_in
 
-GROUPS = ("http", "claim", "poll", "drain", "lag", "memory", "peers")
+GROUPS = ("http", "claim", "poll", "drain", "lag", "memory", "peers", "fairness")
 
 QUICK = {
     "http_seconds": 3.0,
@@ -36,6 +39,8 @@ QUICK = {
     "memory_backlog": 5_000,
     "peer_count": 1_000,
     "runs": 2,
+    "fair_backlogs": [20_000],
+    "fair_manual": 5,
 }
 FULL = {
     "http_seconds": 10.0,
@@ -48,6 +53,8 @@ FULL = {
     "memory_backlog": 100_000,
     "peer_count": 20_000,
     "runs": 3,
+    "fair_backlogs": [20_000, 100_000],
+    "fair_manual": 10,
 }
 
 
@@ -73,6 +80,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--memory-backlog", type=int)
     parser.add_argument("--peer-count", type=int)
     parser.add_argument("--peer-runs", type=int)
+    parser.add_argument("--fair-backlogs", type=int, nargs="+")
+    parser.add_argument("--fair-arrivals", type=int, default=20)
+    parser.add_argument("--fair-manual", type=int, help="API and Celery dispatches each")
+    parser.add_argument("--fair-delay", type=float, default=0.05)
+    parser.add_argument("--fair-baseline", type=Path, help="checkout to compare with (main)")
     parser.add_argument("--profile", action="store_true", help="py-spy the first drain run")
     parser.add_argument("--out", type=Path, help="JSON file (default perf-results-<time>.json)")
     args = parser.parse_args()
@@ -90,7 +102,7 @@ def main() -> None:
     overrides = {
         k: v
         for k, v in os.environ.items()
-        if k.startswith(("WORKER_", "POLL_", "LOG_LEVEL", "DIALER_"))
+        if k.startswith(("WORKER_", "POLL_", "LOG_LEVEL", "DIALER_", "CLAIM_"))
     }
     results = Results({**machine_meta(), "args": vars(args), "env_overrides": overrides})
     out = args.out or ROOT / f"perf-results-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -115,7 +127,7 @@ def main() -> None:
             bench_claim.run_poll_cost(
                 results, sizes=args.poll_sizes, churn=args.churn, runs=args.runs, polls=args.polls
             )
-        live = {"drain", "lag", "memory", "peers"} & set(args.only)
+        live = {"drain", "lag", "memory", "peers", "fairness"} & set(args.only)
         if live:
             with running_stand_in() as stand_in, bench_database() as (url, engine):
                 ours: dict[float, list[bench_drain.DrainRun]] = {}
@@ -140,6 +152,19 @@ def main() -> None:
                         seconds=args.lag_seconds,
                         delay=args.lag_delay,
                         runs=1 if args.quick else args.runs,
+                    )
+                if "fairness" in live:
+                    bench_fairness.run_fairness(
+                        results,
+                        engine,
+                        url,
+                        stand_in,
+                        backlogs=args.fair_backlogs,
+                        arrivals=args.fair_arrivals,
+                        manual=args.fair_manual,
+                        delay=args.fair_delay,
+                        every=0.5,
+                        baseline_root=args.fair_baseline,
                     )
                 if "memory" in live:
                     bench_drain.run_memory(

@@ -8,14 +8,15 @@ from typing import Any
 
 import redis
 
-from worker.celery.config import DISPATCH_QUEUE
+from worker.celery.config import DISPATCH_QUEUE, MANUAL_QUEUE
 
 
 def queued_dispatches(redis_url: str) -> list[tuple[str, list[Any]]]:
-    """(task name, args) of every message waiting in the Redis dispatch queue."""
+    """(task name, args) of every message waiting in the Redis dispatch queues (the
+    poller's, then the operators')."""
     client = redis.Redis.from_url(redis_url)
     try:
-        raw = client.lrange(DISPATCH_QUEUE, 0, -1)
+        raw = client.lrange(DISPATCH_QUEUE, 0, -1) + client.lrange(MANUAL_QUEUE, 0, -1)
     finally:
         client.close()
     out = []

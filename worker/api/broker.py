@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from worker.actions import Publish
+from worker.celery.config import MANUAL_QUEUE
 
 DISPATCH_CLAIMED = "callbacks.dispatch_claimed"
 """The worker's task for a callback already moved to ``dispatching``."""
@@ -25,7 +26,8 @@ def celery_publisher(app: Celery) -> Publish:
     def publish(callback_id: str) -> None:
         # By name: the API process needs the broker, not the task's code. A list of one,
         # the same shape as the poller's batches.
-        app.send_task(DISPATCH_CLAIMED, args=([callback_id],))
+        # On the operators' queue: not behind the poller's claimed backlog.
+        app.send_task(DISPATCH_CLAIMED, args=([callback_id],), queue=MANUAL_QUEUE)
 
     return publish
 

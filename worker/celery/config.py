@@ -17,6 +17,8 @@ from worker.settings import Settings
 
 POLL_QUEUE = "callbacks.poll"
 DISPATCH_QUEUE = "callbacks.dispatch"
+MANUAL_QUEUE = "callbacks.manual"
+"""Operators' dispatches (the API's and ``callbacks.dispatch``): never behind the poller's."""
 WEBHOOK_QUEUE = "callbacks.webhooks"
 PLATFORM_EVENTS_SWEEP = 30.0
 """Seconds between sweeps for stored, unprocessed platform events."""
@@ -114,6 +116,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Polls have their own queue so a dispatch backlog never delays the next claim.
         "task_default_queue": DISPATCH_QUEUE,
         "task_routes": {
+            # An operator's "dispatch now" has its own queue: kombu's Redis transport takes
+            # from a worker's queues in turn (round robin), so it waits for the next free
+            # thread, not behind the claimed backlog (the API sends its message there too).
+            "callbacks.dispatch": {"queue": MANUAL_QUEUE},
             "callbacks.poll": {"queue": POLL_QUEUE},
             "callbacks.reap": {"queue": POLL_QUEUE},
             "callbacks.sweep_platform_events": {"queue": POLL_QUEUE},
@@ -125,8 +131,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "callbacks.webhooks_deliver": {"queue": WEBHOOK_QUEUE},
             "callbacks.webhooks_purge": {"queue": WEBHOOK_QUEUE},
         },
-        # The bare `celery -A worker worker` consumes all three.
-        "task_queues": [_queue(DISPATCH_QUEUE), _queue(POLL_QUEUE), _queue(WEBHOOK_QUEUE)],
+        # The bare `celery -A worker worker` consumes all four.
+        "task_queues": [
+            _queue(DISPATCH_QUEUE),
+            _queue(MANUAL_QUEUE),
+            _queue(POLL_QUEUE),
+            _queue(WEBHOOK_QUEUE),
+        ],
         # Beat keeps its schedule in memory: the schedule is fixed intervals, and several
         # beats may run (claims are atomic), so no shared schedule file to fight over.
         "beat_scheduler": "celery.beat:Scheduler",

@@ -36,8 +36,25 @@ def register(app: Celery, runtime: Callable[[], Runtime]) -> None:
         release, so messages queued across an upgrade are dialed; to be removed after it.
         """
         ids = [callback_ids] if isinstance(callback_ids, str) else callback_ids
-        results = dispatch_many(runtime().dispatcher, ids)
+        rt = runtime()
+        results = dispatch_many(rt.dispatcher, ids)
+        top_up(rt)
         return {callback_id: result.value for callback_id, result in results.items()}
+
+    def top_up(rt: Runtime) -> None:
+        """Refill the claim window as a batch ends (worker.backpressure): the window keeps
+        the queue short, and this keeps it from running dry between beat's ticks."""
+        try:
+            poll(
+                rt.sessions,
+                rt.clock,
+                publish,
+                limits=rt.limits,
+                policy=rt.dispatcher.policy,
+                top_up=True,
+            )
+        except Exception:  # the batch is done and recorded; beat's next tick claims instead
+            log.exception("could not top up the claim window")
 
     def publish(ids: Sequence[str]) -> None:
         # A message per batch, not per callback: Celery's own cost per task is the floor

@@ -84,6 +84,9 @@ class Callback(Base):
     """When the poller may next claim it: ``scheduled_at`` at first, later after a retry wait."""
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """While ``dispatching``: when the reaper may take the row back."""
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the latest claim was made (kept after its attempt starts: the claim-to-start
+    wait). A claim not started counts against the claim window while recent."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """Attempts started (the number of the latest one)."""
     attempt_in_flight: Mapped[bool] = mapped_column(Boolean, default=False)

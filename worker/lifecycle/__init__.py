@@ -128,8 +128,13 @@ def _over(**values: Any) -> dict[str, Any]:
 
 
 def _claimed(now: datetime, lease: timedelta, **values: Any) -> dict[str, Any]:
-    """What every claim sets (leased, no attempt yet), and ``values``."""
-    return {"lease_expires_at": now + lease, "attempt_in_flight": False, **values}
+    """What every claim sets (leased, no attempt yet, when), and ``values``."""
+    return {
+        "lease_expires_at": now + lease,
+        "attempt_in_flight": False,
+        "claimed_at": now,
+        **values,
+    }
 
 
 def _this_attempt(attempt: int) -> list[ColumnElement[bool]]:
