@@ -7,8 +7,8 @@ started (``dispatching``, no attempt in flight) and keeps them under the claim w
 claim and attempt start that ``callbacks status`` and the metrics show. Nullable: rows
 claimed before this revision have none, and count as not waiting.
 
-Revision ID: 0008_claim_window
-Revises: 0007
+Revision ID: 0009_claim_window
+Revises: 0008_operator_keys
 """
 
 from collections.abc import Sequence
@@ -18,8 +18,8 @@ from alembic import op
 
 from worker.db.types import UTCDateTime
 
-revision: str = "0008_claim_window"
-down_revision: str | None = "0007"
+revision: str = "0009_claim_window"
+down_revision: str | None = "0008_operator_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
