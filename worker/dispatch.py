@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,7 +22,7 @@ from worker import lifecycle, metrics
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.db.retry import unavailable, while_unavailable
-from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
+from worker.dialer.port import ConcurrentDialer, Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
 from worker.lifecycle import may_have_rung
 from worker.outcomes import Result, write_outcome, write_placed
@@ -116,31 +116,66 @@ Dialed = list[tuple[Callback, DialOutcome]]
 
 def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
     """Dial every started callback; yield what has returned, as it returns."""
-    if d.dials is None or len(started) < 2:
+    if isinstance(d.dialer, ConcurrentDialer) and len(started) > 1:
+        # Handed to the dialer's own event loop: no thread per dial in flight.
+        pending = {_submit(d.dialer, callback): callback for callback in started}
+    elif d.dials is not None and len(started) > 1:
+        pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
+    else:
         for callback in started:
             yield [(callback, _dial(d, callback))]
         return
-    pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        yield [(pending.pop(future), future.result()) for future in done]
+        returned = [(pending.pop(future), future) for future in done]
+        yield [(callback, _outcome(future, callback)) for callback, future in returned]
+
+
+def _submit(dialer: ConcurrentDialer, callback: Callback) -> Future[DialOutcome]:
+    _observe_lag(callback)
+    began = time.perf_counter()
+    future = dialer.submit(dial_request(callback))
+    # Timed where the dial ends (the loop's thread), not when this thread next looks.
+    future.add_done_callback(lambda _: metrics.DIAL_SECONDS.observe(time.perf_counter() - began))
+    return future
+
+
+def _outcome(future: Future[DialOutcome], callback: Callback) -> DialOutcome:
+    try:
+        outcome = future.result()
+    except Exception as exc:
+        outcome = _raised(callback, exc)
+    _count_error(outcome)
+    return outcome
 
 
 def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:
-    if callback.attempts == 1 and callback.attempted_at is not None:
-        metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
+    _observe_lag(callback)
     began = time.perf_counter()
     try:
         outcome = d.dialer.dial(dial_request(callback))
     except Exception as exc:
-        # A dialer turns every failure into an outcome; if one raises anyway, the request
-        # may have gone out, so this attempt is of unknown outcome rather than lost.
-        log.exception("callback %s: the dialer raised", callback.id)
-        outcome = DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
+        outcome = _raised(callback, exc)
     metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
+    _count_error(outcome)
+    return outcome
+
+
+def _observe_lag(callback: Callback) -> None:
+    if callback.attempts == 1 and callback.attempted_at is not None:
+        metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
+
+
+def _raised(callback: Callback, exc: Exception) -> DialOutcome:
+    # A dialer turns every failure into an outcome; if one raises anyway, the request
+    # may have gone out, so this attempt is of unknown outcome rather than lost.
+    log.error("callback %s: the dialer raised", callback.id, exc_info=exc)
+    return DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
+
+
+def _count_error(outcome: DialOutcome) -> None:
     if outcome.kind is not OutcomeKind.PLACED:
         metrics.PROVIDER_ERRORS.labels(metrics.status_class(outcome.http_status)).inc()
-    return outcome
 
 
 def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Result]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.clock import Clock, SystemClock
 from worker.db.engine import make_engine, make_sessions
 from worker.dialer.log import LogDialer
-from worker.dialer.port import Dialer
+from worker.dialer.port import ConcurrentDialer, Dialer
 from worker.dialer.speko import SpekoDialer
 from worker.dispatch import Dispatcher
 from worker.pacing.limits import Pacing
@@ -120,10 +120,14 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     sessions = make_sessions(engine)
     clock = clock or SystemClock()
-    # Threads start on demand, so an idle worker does not hold dials_in_flight of them.
-    dials = ThreadPoolExecutor(settings.dials_in_flight, thread_name_prefix="dial")
-    dispatcher = Dispatcher(
-        sessions, clock, build_dialer(settings), dispatch_policy(settings), dials
+    dialer = build_dialer(settings)
+    # A dialer with an event loop of its own needs no thread per dial in flight; for the
+    # others, threads start on demand, so an idle worker does not hold dials_in_flight.
+    dials = (
+        None
+        if isinstance(dialer, ConcurrentDialer)
+        else ThreadPoolExecutor(settings.dials_in_flight, thread_name_prefix="dial")
     )
+    dispatcher = Dispatcher(sessions, clock, dialer, dispatch_policy(settings), dials)
     limits = PollLimits(settings.poll_batch_size, settings.poll_max_per_tick)
     return Runtime(settings, engine, sessions, clock, dispatcher, limits)

@@ -6,9 +6,10 @@ An adapter turns every answer — and every way of not getting one — into exac
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,11 @@ class Dialer(Protocol):
     def dial(self, request: DialRequest) -> DialOutcome: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ConcurrentDialer(Dialer, Protocol):
+    """A dialer that can start a dial and return at once: a batch's dials then run side by
+    side without a thread each. The future holds the same outcome ``dial`` returns."""
+
+    def submit(self, request: DialRequest) -> Future[DialOutcome]: ...
