@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty, SimpleQueue
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -118,35 +119,55 @@ def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
     """Dial every started callback; yield what has returned, as it returns."""
     if isinstance(d.dialer, ConcurrentDialer) and len(started) > 1:
         # Handed to the dialer's own event loop: no thread per dial in flight.
-        pending = {_submit(d.dialer, callback): callback for callback in started}
-    elif d.dials is not None and len(started) > 1:
-        pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
-    else:
+        yield from _started_together(d, d.dialer, started)
+        return
+    if d.dials is None or len(started) < 2:
         for callback in started:
             yield [(callback, _dial(d, callback))]
         return
+    pending = {d.dials.submit(_dial, d, callback): callback for callback in started}
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        returned = [(pending.pop(future), future) for future in done]
-        yield [(callback, _outcome(future, callback)) for callback, future in returned]
+        yield [(pending.pop(future), future.result()) for future in done]
 
 
-def _submit(dialer: ConcurrentDialer, callback: Callback) -> Future[DialOutcome]:
-    _observe_lag(callback)
+def _started_together(
+    d: Dispatcher, dialer: ConcurrentDialer, started: Sequence[Callback]
+) -> Iterator[Dialed]:
+    returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
     began = time.perf_counter()
-    future = dialer.submit(dial_request(callback))
-    # Timed where the dial ends (the loop's thread), not when this thread next looks.
-    future.add_done_callback(lambda _: metrics.DIAL_SECONDS.observe(time.perf_counter() - began))
-    return future
 
+    def done(i: int, outcome: DialOutcome) -> None:
+        # In the dialer's thread, as each dial returns: its own duration.
+        metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
+        returned.put((i, outcome))
 
-def _outcome(future: Future[DialOutcome], callback: Callback) -> DialOutcome:
-    try:
-        outcome = future.result()
-    except Exception as exc:
-        outcome = _raised(callback, exc)
-    _count_error(outcome)
-    return outcome
+    for callback in started:
+        _observe_lag(callback)
+    dialer.start([dial_request(callback) for callback in started], done)
+    # Past the attempt's lease the reaper owns what is still in flight; a dialer answers
+    # long before (its own timeouts), so this wait only ends a thread a broken dialer hung.
+    give_up = d.policy.attempt_lease.total_seconds()
+    left = len(started)
+    while left:
+        try:
+            group = [returned.get(timeout=give_up)]
+        except Empty:
+            log.error(
+                "%d dials did not return within the attempt lease; the reaper will resolve them",
+                left,
+            )
+            return
+        while True:  # those that returned together are written together
+            try:
+                group.append(returned.get_nowait())
+            except Empty:
+                break
+        left -= len(group)
+        dialed = [(started[i], outcome) for i, outcome in group]
+        for _, outcome in dialed:
+            _count_error(outcome)
+        yield dialed
 
 
 def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:

@@ -6,7 +6,7 @@ An adapter turns every answer — and every way of not getting one — into exac
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -62,7 +62,12 @@ class Dialer(Protocol):
 
 @runtime_checkable
 class ConcurrentDialer(Dialer, Protocol):
-    """A dialer that can start a dial and return at once: a batch's dials then run side by
-    side without a thread each. The future holds the same outcome ``dial`` returns."""
+    """A dialer that starts a batch's dials at once and returns: they then run side by side
+    without a thread each."""
 
-    def submit(self, request: DialRequest) -> Future[DialOutcome]: ...
+    def start(
+        self, requests: Sequence[DialRequest], done: Callable[[int, DialOutcome], None]
+    ) -> None:
+        """Start every request; ``done(i, outcome)`` is called exactly once for each, as
+        ``requests[i]`` returns, from another thread, with the outcome ``dial`` would
+        return (never an exception)."""

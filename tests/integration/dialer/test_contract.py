@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 
 import pytest
 
@@ -103,8 +104,11 @@ def test_dials_submitted_at_once_each_get_their_own_answer(under_test: UnderTest
     if not isinstance(under_test.dialer, ConcurrentDialer):
         pytest.skip("dials one at a time only")
     requests = [_request(n) for n in range(40)]
-    futures = [under_test.dialer.submit(r) for r in requests]
-    outcomes = [f.result(timeout=30) for f in futures]
+    returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
+    under_test.dialer.start(requests, lambda i, outcome: returned.put((i, outcome)))
+    answers = [returned.get(timeout=30) for _ in requests]
+    assert sorted(i for i, _ in answers) == list(range(len(requests))), "once each"
+    outcomes = [outcome for _, outcome in answers]
     assert all(o.kind is OutcomeKind.PLACED and o.session_id for o in outcomes)
     assert len({o.session_id for o in outcomes}) == len(requests)
     reached = under_test.reached()
