@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty, SimpleQueue
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +23,7 @@ from worker import lifecycle, metrics
 from worker.clock import Clock
 from worker.db.models import Callback
 from worker.db.retry import unavailable, while_unavailable
-from worker.dialer.port import Dialer, DialOutcome, OutcomeKind
+from worker.dialer.port import ConcurrentDialer, Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
 from worker.lifecycle import may_have_rung
 from worker.outcomes import Result, write_outcome, write_placed
@@ -116,6 +117,10 @@ Dialed = list[tuple[Callback, DialOutcome]]
 
 def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
     """Dial every started callback; yield what has returned, as it returns."""
+    if isinstance(d.dialer, ConcurrentDialer) and len(started) > 1:
+        # Handed to the dialer's own event loop: no thread per dial in flight.
+        yield from _started_together(d, d.dialer, started)
+        return
     if d.dials is None or len(started) < 2:
         for callback in started:
             yield [(callback, _dial(d, callback))]
@@ -126,21 +131,72 @@ def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
         yield [(pending.pop(future), future.result()) for future in done]
 
 
+def _started_together(
+    d: Dispatcher, dialer: ConcurrentDialer, started: Sequence[Callback]
+) -> Iterator[Dialed]:
+    returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
+    began = time.perf_counter()
+
+    def done(i: int, outcome: DialOutcome) -> None:
+        # In the dialer's thread, as each dial returns: its own duration.
+        metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
+        returned.put((i, outcome))
+
+    for callback in started:
+        _observe_lag(callback)
+    dialer.start([dial_request(callback) for callback in started], done)
+    # Past the attempt's lease the reaper owns what is still in flight; a dialer answers
+    # long before (its own timeouts), so this wait only ends a thread a broken dialer hung.
+    give_up = d.policy.attempt_lease.total_seconds()
+    left = len(started)
+    while left:
+        try:
+            group = [returned.get(timeout=give_up)]
+        except Empty:
+            log.error(
+                "%d dials did not return within the attempt lease; the reaper will resolve them",
+                left,
+            )
+            return
+        while True:  # those that returned together are written together
+            try:
+                group.append(returned.get_nowait())
+            except Empty:
+                break
+        left -= len(group)
+        dialed = [(started[i], outcome) for i, outcome in group]
+        for _, outcome in dialed:
+            _count_error(outcome)
+        yield dialed
+
+
 def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:
-    if callback.attempts == 1 and callback.attempted_at is not None:
-        metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
+    _observe_lag(callback)
     began = time.perf_counter()
     try:
         outcome = d.dialer.dial(dial_request(callback))
     except Exception as exc:
-        # A dialer turns every failure into an outcome; if one raises anyway, the request
-        # may have gone out, so this attempt is of unknown outcome rather than lost.
-        log.exception("callback %s: the dialer raised", callback.id)
-        outcome = DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
+        outcome = _raised(callback, exc)
     metrics.DIAL_SECONDS.observe(time.perf_counter() - began)
+    _count_error(outcome)
+    return outcome
+
+
+def _observe_lag(callback: Callback) -> None:
+    if callback.attempts == 1 and callback.attempted_at is not None:
+        metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
+
+
+def _raised(callback: Callback, exc: Exception) -> DialOutcome:
+    # A dialer turns every failure into an outcome; if one raises anyway, the request
+    # may have gone out, so this attempt is of unknown outcome rather than lost.
+    log.error("callback %s: the dialer raised", callback.id, exc_info=exc)
+    return DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
+
+
+def _count_error(outcome: DialOutcome) -> None:
     if outcome.kind is not OutcomeKind.PLACED:
         metrics.PROVIDER_ERRORS.labels(metrics.status_class(outcome.http_status)).inc()
-    return outcome
 
 
 def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Result]:

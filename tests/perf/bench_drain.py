@@ -12,6 +12,7 @@ the first publish to the last ack; and a task that only sleeps the provider's de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, text
 from tests.perf.common import (
     API_KEY,
     PERF_REDIS_URL,
+    CpuSampler,
     Figure,
     Results,
     RssSampler,
@@ -85,6 +87,26 @@ SUBSCRIBED = os.environ.get("PERF_WEBHOOKS") == "1"
 """``PERF_WEBHOOKS=1``: every organization has a webhook endpoint, so each dispatch also
 writes its callback.dispatched event to the outbox (the sweep is kept idle: what is
 measured is the outbox's cost to the drain, not the deliveries)."""
+
+
+PROCESSES = int(os.environ.get("PERF_WORKER_PROCESSES", "1"))
+"""``PERF_WORKER_PROCESSES=N``: the drain runs N ``celery -A worker worker`` processes (one
+beat), and the no-op baseline N no-op worker processes (issue 13: 1 and 2 on 2 cores)."""
+SLEEP_TASK = os.environ.get("PERF_NO_SLEEP_TASK") != "1"
+"""``PERF_NO_SLEEP_TASK=1`` skips the sleeping-task baseline (a shorter run)."""
+
+
+def start_workers(procs: Processes, app: str) -> list[subprocess.Popen[bytes]]:
+    if PROCESSES == 1:
+        return [procs.start("worker", "celery", "-A", app, "worker")]
+    return [
+        procs.start(f"worker{i}", "celery", "-A", app, "worker", "-n", f"w{i}@%h")
+        for i in range(1, PROCESSES + 1)
+    ]
+
+
+def cpu_between(samplers: list[CpuSampler], start: float, end: float) -> float:
+    return sum(s.between(start, end) for s in samplers)
 
 
 def subscribe_every_organization(engine: Engine) -> dict[str, str]:
@@ -168,10 +190,18 @@ def drain_ours(
     with tempfile.TemporaryDirectory(prefix="perf-drain-") as tmp:
         procs = Processes(Path(tmp), env)
         try:
-            worker = procs.start("worker", "celery", "-A", "worker", "worker")
+            workers = start_workers(procs, "worker")
+            worker = workers[0]
             beat = procs.start("beat", "celery", "-A", "worker", "beat")
             sampler = RssSampler({"worker": worker.pid, "beat": beat.pid})
-            with sampler, profiler(worker.pid, profile or Path(tmp) / "none", profile is not None):
+            cpus = [CpuSampler(w.pid) for w in workers]
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(sampler)
+                for cpu in cpus:
+                    stack.enter_context(cpu)
+                stack.enter_context(
+                    profiler(worker.pid, profile or Path(tmp) / "none", profile is not None)
+                )
                 try:
                     wait_until(
                         lambda: count_left(engine) == 0,
@@ -179,8 +209,9 @@ def drain_ours(
                         what=f"{count} callbacks dispatched",
                     )
                 except AssertionError:
-                    print(procs.log("worker")[-3000:])
+                    print(procs.log(next(iter(procs.running)))[-3000:])
                     raise
+                time.sleep(0.2)  # a sample after the last dispatch
         finally:
             procs.stop_all()
     time.sleep(1.0)  # pg_stat_database catches up with the backends' last reports
@@ -208,6 +239,9 @@ def drain_ours(
             "attempts": int(attempts),
             "first_dial_to_last_dispatch": last.timestamp() - provider["first"],
             "webhook_events": outbox,
+            "cpu_ms_per_callback": cpu_between(cpus, first.timestamp(), last.timestamp())
+            * 1000
+            / count,
         },
     )
 
@@ -220,7 +254,14 @@ def queue_empty(client: redis.Redis) -> bool:
     return client.llen(DISPATCH_QUEUE) == 0 and client.hlen("unacked") == 0
 
 
-def drain_baseline(url: str, stand_in: StandIn, *, count: int, sleep: float) -> float:
+@dataclass
+class BaselineRun:
+    rate: float
+    cpu_ms_per_task: float
+    """CPU of the worker process(es) from the first publish to the last ack, per task."""
+
+
+def drain_baseline(url: str, stand_in: StandIn, *, count: int, sleep: float) -> BaselineRun:
     """Tasks/s of ``perf.noop`` (or ``perf.sleep``) from first publish to last ack."""
     flush_redis()
     env = service_env(url, stand_in, {})
@@ -230,26 +271,34 @@ def drain_baseline(url: str, stand_in: StandIn, *, count: int, sleep: float) -> 
     with tempfile.TemporaryDirectory(prefix="perf-noop-") as tmp:
         procs = Processes(Path(tmp), env)
         try:
-            procs.start("worker", "celery", "-A", "tests.perf.noop_app", "worker")
-            app.send_task("perf.noop", (0,), queue=DISPATCH_QUEUE)
+            workers = start_workers(procs, "tests.perf.noop_app")
+            for _ in workers:
+                app.send_task("perf.noop", (0,), queue=DISPATCH_QUEUE)
             time.sleep(0.5)
             wait_until(lambda: queue_empty(client), timeout=60, what="the noop worker to start")
-            time.sleep(0.5)
-            began = time.monotonic()
-            with app.producer_or_acquire() as producer:
-                for _ in range(count):
-                    app.send_task(name, args, queue=DISPATCH_QUEUE, producer=producer)
-            while True:
-                if queue_empty(client):
-                    ended = time.monotonic()
-                    time.sleep(0.02)
+            time.sleep(0.5 + PROCESSES)  # every worker up and consuming
+            cpus = [CpuSampler(w.pid) for w in workers]
+            with contextlib.ExitStack() as stack:
+                for cpu in cpus:
+                    stack.enter_context(cpu)
+                time.sleep(0.1)
+                began, began_at = time.monotonic(), time.time()
+                with app.producer_or_acquire() as producer:
+                    for _ in range(count):
+                        app.send_task(name, args, queue=DISPATCH_QUEUE, producer=producer)
+                while True:
                     if queue_empty(client):
-                        break
-                time.sleep(0.005)
+                        ended, ended_at = time.monotonic(), time.time()
+                        time.sleep(0.02)
+                        if queue_empty(client):
+                            break
+                    time.sleep(0.005)
+                time.sleep(0.2)
         finally:
             procs.stop_all()
             client.close()
-    return count / (ended - began)
+    spent = cpu_between(cpus, began_at, ended_at)
+    return BaselineRun(count / (ended - began), spent * 1000 / count)
 
 
 def run_drain(
@@ -269,6 +318,7 @@ def run_drain(
         before = load1()
         ours: list[DrainRun] = []
         noop: list[float] = []
+        noop_cpu: list[float] = []
         slept: list[float] = []
         for i in range(runs):
             profile = (
@@ -280,14 +330,19 @@ def run_drain(
             assert run.provider["duplicates"] == 0, run.provider
             assert run.provider["keys"] == count, run.provider
             ours.append(run)
-            noop.append(drain_baseline(url, stand_in, count=count, sleep=0.0))
-            if delay:
+            base = drain_baseline(url, stand_in, count=count, sleep=0.0)
+            noop.append(base.rate)
+            noop_cpu.append(base.cpu_ms_per_task)
+            if delay and SLEEP_TASK:
                 # A rate, steady after a few hundred tasks: at 16 threads 20,000 tasks of
                 # 200 ms would take minutes per run.
-                slept.append(drain_baseline(url, stand_in, count=min(count, 2000), sleep=delay))
+                slept.append(
+                    drain_baseline(url, stand_in, count=min(count, 2000), sleep=delay).rate
+                )
             print(
                 f"   run {i + 1}: ours {run.rate:.0f}/s over {run.seconds:.1f}s, "
-                f"noop {noop[-1]:.0f}/s"
+                f"noop {noop[-1]:.0f}/s, CPU ms per callback "
+                f"{run.extra['cpu_ms_per_callback']:.3f} vs per no-op task {noop_cpu[-1]:.3f}"
                 + (f", sleep-task {slept[-1]:.0f}/s" if slept else "")
                 + f", {run.commits_per_callback:.2f} commits/callback, "
                 f"RSS peak worker {run.rss_peak.get('worker', 0):.0f} MiB, "
@@ -305,7 +360,9 @@ def run_drain(
                 round(r.extra["first_dial_to_last_dispatch"], 2) for r in ours
             ],
         }
-        label = f"{count:,} callbacks, provider {delay * 1000:.0f} ms"
+        label = f"{count:,} callbacks, provider {delay * 1000:.0f} ms" + (
+            f", {PROCESSES} worker processes" if PROCESSES > 1 else ""
+        )
         results.add(
             Figure(
                 "drain",
@@ -318,6 +375,20 @@ def run_drain(
                 target=">= 0.8x",
                 load=(before, after),
                 notes=notes,
+            )
+        )
+        ours_cpu = [r.extra["cpu_ms_per_callback"] for r in ours]
+        results.add(
+            Figure(
+                "drain",
+                f"{label}: worker CPU per callback",
+                "ms",
+                Stat.of(ours_cpu),
+                baseline=Stat.of(noop_cpu),
+                baseline_name="per bare no-op Celery task",
+                ratio=Stat.of([o / n for o, n in zip(ours_cpu, noop_cpu, strict=True)]),
+                target="<= 1.0x",
+                load=(before, after),
             )
         )
         if slept:

@@ -284,6 +284,51 @@ class RssSampler:
             self._stop.wait(self._every)
 
 
+class CpuSampler:
+    """CPU seconds (user + system) of one process over wall time, sampled every ``every``
+    seconds: the CPU a span of a run took, read from the samples around it. Under load from
+    other processes a rate drops, but the CPU spent per item barely moves."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            proc = psutil.Process(self.pid)
+            while not self._stop.is_set():
+                times = proc.cpu_times()
+                self.samples.append((time.time(), times.user + times.system))
+                self._stop.wait(self._every)
+        except psutil.Error:
+            return
+
+    def at(self, when: float) -> float:
+        """CPU seconds used by ``when`` (wall clock), interpolated between samples."""
+        before = [s for s in self.samples if s[0] <= when]
+        after = [s for s in self.samples if s[0] >= when]
+        if not before:
+            return self.samples[0][1] if self.samples else 0.0
+        if not after:
+            return self.samples[-1][1]
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+    def between(self, start: float, end: float) -> float:
+        return self.at(end) - self.at(start)
+
+
 def tree_rss_mib(pid: int) -> float:
     try:
         proc = psutil.Process(pid)

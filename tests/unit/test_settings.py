@@ -22,6 +22,8 @@ def test_defaults_select_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> N
         ({"SPEKO_API_URL": "not a url", "SPEKO_API_KEY": "k"}, "SPEKO_API_URL"),
         ({"ATTEMPT_LEASE": "10"}, "ATTEMPT_LEASE must be above the longest dial"),
         ({"WORKER_POOL": "fibers"}, "WORKER_POOL"),
+        # The dialer's event loop thread cannot live in a monkey-patched process.
+        ({"WORKER_POOL": "gevent"}, "gevent is not supported"),
         ({"UNKNOWN_OUTCOME_POLICY": "guess"}, "UNKNOWN_OUTCOME_POLICY"),
         ({"DIALER": "speko"}, "DIALER=speko needs SPEKO_API_URL"),
         ({"DIALER": "phone"}, "DIALER"),

@@ -3,7 +3,7 @@ numbers, windows across midnight."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +15,7 @@ from worker.pacing.windows import (
     callee_zones,
     describe_closed,
     next_eligible,
+    next_eligible_cached,
     parse_days,
 )
 
@@ -182,3 +183,27 @@ def test_metadata_timezone_is_validated_when_the_callback_is_created() -> None:
     for bad in ("Mars/Base", 5, "../etc/passwd"):
         with pytest.raises(InvalidCallback, match="metadata"):
             parse_new_callbacks([("", {**base, "metadata": {"timezone": bad}})])
+
+
+@pytest.mark.parametrize(
+    ("zones", "window", "around"),
+    [
+        (("America/New_York",), DEFAULT, utc(2026, 1, 15, 13, 0)),  # opens 08:00 EST
+        (("America/New_York",), DEFAULT, utc(2026, 1, 16, 2, 0)),  # closes 21:00 EST
+        (("America/New_York",), DEFAULT, utc(2026, 3, 8, 7, 0)),  # spring forward
+        (("America/Chicago",), DEFAULT, utc(2026, 11, 1, 7, 0)),  # fall back
+        (("Asia/Kolkata",), DEFAULT, utc(2026, 5, 4, 2, 30)),  # a half-hour offset
+        (("Asia/Kathmandu",), DEFAULT, utc(2026, 5, 4, 2, 15)),  # a 45-minute offset
+        (("America/Chicago", "America/New_York"), DEFAULT, utc(2026, 1, 15, 14, 0)),
+        (("Europe/Berlin",), Window.parse("20:00", "02:00", "fri"), utc(2026, 5, 9, 0, 0)),
+    ],
+)
+def test_the_verdict_kept_per_minute_is_the_one_worked_out_each_time(
+    zones: tuple[str, ...], window: Window, around: datetime
+) -> None:
+    # Every 7 s across the minutes either side of an opening or a closing: the same answer.
+    for step in range(-30, 30):
+        now = around + timedelta(seconds=7 * step)
+        assert next_eligible_cached(now, z(*zones), window) == next_eligible(
+            now, z(*zones), window
+        ), now

@@ -6,9 +6,10 @@ An adapter turns every answer — and every way of not getting one — into exac
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,16 @@ class Dialer(Protocol):
     def dial(self, request: DialRequest) -> DialOutcome: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ConcurrentDialer(Dialer, Protocol):
+    """A dialer that starts a batch's dials at once and returns: they then run side by side
+    without a thread each."""
+
+    def start(
+        self, requests: Sequence[DialRequest], done: Callable[[int, DialOutcome], None]
+    ) -> None:
+        """Start every request; ``done(i, outcome)`` is called exactly once for each, as
+        ``requests[i]`` returns, from another thread, with the outcome ``dial`` would
+        return (never an exception)."""

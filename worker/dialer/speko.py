@@ -1,20 +1,26 @@
-"""The Speko dialer: ``POST {SPEKO_API_URL}/v1/sessions/phone`` over a pooled urllib3 client.
+"""The Speko dialer: ``POST {SPEKO_API_URL}/v1/sessions/phone`` on aiohttp, in one event
+loop per worker process that the dispatching threads hand their requests to.
 
-urllib3 was chosen by measurement (``tests/perf/bench_http_clients.py``): its pool is
-thread-safe, so one pool serves every thread of a worker process.
+Chosen by measurement: a worker process is bound by its GIL, and a request on aiohttp in
+one event loop costs less of it than one on urllib3 in a thread per dial in flight
+(README, Performance; ``tests/perf/bench_http_clients.py``). ``dial`` still answers one
+request synchronously (the dialer port); ``submit`` starts one and returns at once, so a
+dispatch batch needs no thread per dial.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
+import aiohttp
 
+from worker.dialer.event_loop import LoopThread
 from worker.dialer.port import SESSION_ID_MAX_LENGTH, DialOutcome, DialRequest, OutcomeKind
 
 log = logging.getLogger(__name__)
@@ -41,37 +47,90 @@ class SpekoDialer:
             "Accept": "application/json",
             "User-Agent": "callbacks-worker",
         }
-        self._http = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=pool_size,
-            block=False,  # beyond the pool size, open a throwaway connection rather than wait
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            # Never retry inside the client: whether to re-send is the dispatch logic's call.
-            retries=False,
+        # ``connect`` covers waiting for one of the pool's connections and opening it:
+        # past it nothing was sent, so the dial is safely transient. ``sock_read``: the
+        # request went out and no answer came, so it may have rung.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
         )
+        self._pool_size = pool_size
+        self._loop = LoopThread("dialer")
+        self._session: aiohttp.ClientSession | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
-        self._http.clear()
+        self._loop.close(self._close_session)
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def dial(self, request: DialRequest) -> DialOutcome:
+        return self._loop.submit(self._dial(request)).result()
+
+    def start(
+        self, requests: Sequence[DialRequest], done: Callable[[int, DialOutcome], None]
+    ) -> None:
+        # One hand-over for the batch, and a plain callback per answer: a future per dial
+        # (and concurrent.futures.wait over all of them at each return) cost the GIL more
+        # than the dials' own bookkeeping (tests/perf, py-spy).
+        async def dial_all() -> None:
+            for i, request in enumerate(requests):
+                task = asyncio.create_task(self._answer(i, request, done))
+                # The loop keeps only a weak reference to a task: hold it until it ends.
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+        self._loop.submit(dial_all())
+
+    async def _answer(
+        self, i: int, request: DialRequest, done: Callable[[int, DialOutcome], None]
+    ) -> None:
+        try:
+            outcome = await self._dial(request)
+        except Exception as exc:
+            # _dial turns every failure it knows into an outcome; anything else may have
+            # gone out after the request was sent, so it may have rung.
+            log.exception("callback %s: the dialer raised", request.callback_id)
+            outcome = DialOutcome(OutcomeKind.UNKNOWN, f"dialer error: {exc!r}", maybe_placed=True)
+        done(i, outcome)
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Made on the loop that uses it (an aiohttp session belongs to its loop).
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def _dial(self, request: DialRequest) -> DialOutcome:
         headers = {**self._headers, "Idempotency-Key": request.idempotency_key}
         try:
-            response = self._http.request(
-                "POST",
+            async with self._http().post(
                 self._url,
-                body=json.dumps(request.body).encode(),
+                data=json.dumps(request.body).encode(),
                 headers=headers,
-                preload_content=True,
-            )
-        except ReadTimeoutError:
+                # aiohttp re-sends only idempotent methods on a connection found closed, never
+                # a POST: whether to re-send is the dispatch logic's call.
+                allow_redirects=False,
+            ) as response:
+                data = await response.read()
+                return classify(response.status, data, response.headers.get("Retry-After"))
+        except aiohttp.ConnectionTimeoutError as exc:
+            return _transient(f"could not reach provider (connect timeout): {_short(exc)}")
+        except aiohttp.ClientConnectorError as exc:
+            return _transient(f"could not reach provider: {_short(exc)}")
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             # The request was sent: the provider may have placed the call. Re-sending is
             # safe only with this same Idempotency-Key, which the retry path keeps.
             return _transient("provider did not answer in time (read timeout)", maybe_placed=True)
-        except ProtocolError as exc:
-            return _transient(f"connection to provider broke: {_short(exc)}", maybe_placed=True)
-        except HTTPError as exc:
-            return _transient(f"could not reach provider: {_short(exc)}")
-        return classify(response.status, response.data, response.headers.get("Retry-After"))
+        except aiohttp.ClientError as exc:
+            return _transient(
+                f"connection to provider broke: {_short(exc) or type(exc).__name__}",
+                maybe_placed=True,
+            )
 
 
 def classify(status: int, data: bytes, retry_after_header: str | None) -> DialOutcome:

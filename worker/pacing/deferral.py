@@ -25,7 +25,12 @@ from worker import lifecycle
 from worker.db.models import Callback
 from worker.pacing.limits import Pacing
 from worker.pacing.orgs import OrgRules, rules_for
-from worker.pacing.windows import NoCommonWindow, callee_zones, describe_closed, next_eligible
+from worker.pacing.windows import (
+    NoCommonWindow,
+    callee_zones,
+    describe_closed,
+    next_eligible_cached,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +67,12 @@ def verdict(
     )
     zones = found.zones
     try:
-        until = next_eligible(now, zones, rules.window)
+        until = next_eligible_cached(now, zones, rules.window)
     except NoCommonWindow:
         # No moment suits every zone the number may be in: the first listed (the
         # number's main zone in phonenumbers' data) decides. README: set metadata.timezone.
         zones = zones[:1]
-        until = next_eligible(now, zones, rules.window)
+        until = next_eligible_cached(now, zones, rules.window)
     if until == now:
         return None
     return Deferral(

@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 
 import pytest
 
 from tests.support.dialers import ScriptedDialer
 from tests.support.provider import Provider
 from worker.dialer.log import LogDialer
-from worker.dialer.port import SESSION_ID_MAX_LENGTH, Dialer, DialOutcome, DialRequest, OutcomeKind
+from worker.dialer.port import (
+    SESSION_ID_MAX_LENGTH,
+    ConcurrentDialer,
+    Dialer,
+    DialOutcome,
+    DialRequest,
+    OutcomeKind,
+)
 from worker.dialer.speko import SpekoDialer
 
 
@@ -89,6 +97,23 @@ def test_dials_from_many_threads_each_get_their_own_answer(under_test: UnderTest
     reached = under_test.reached()
     assert sorted(key for key, _ in reached) == sorted(r.idempotency_key for r in requests)
     assert {key: body for key, body in reached} == {r.idempotency_key: r.body for r in requests}
+
+
+def test_dials_submitted_at_once_each_get_their_own_answer(under_test: UnderTest) -> None:
+    # A dialer with its own event loop: a batch's dials are started without a thread each.
+    if not isinstance(under_test.dialer, ConcurrentDialer):
+        pytest.skip("dials one at a time only")
+    requests = [_request(n) for n in range(40)]
+    returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
+    under_test.dialer.start(requests, lambda i, outcome: returned.put((i, outcome)))
+    answers = [returned.get(timeout=30) for _ in requests]
+    assert sorted(i for i, _ in answers) == list(range(len(requests))), "once each"
+    outcomes = [outcome for _, outcome in answers]
+    assert all(o.kind is OutcomeKind.PLACED and o.session_id for o in outcomes)
+    assert len({o.session_id for o in outcomes}) == len(requests)
+    reached = under_test.reached()
+    assert {key: body for key, body in reached} == {r.idempotency_key: r.body for r in requests}
+    assert len(reached) == len(requests), "one request per dial, none re-sent"
 
 
 def test_close_after_use_and_again(under_test: UnderTest) -> None:
