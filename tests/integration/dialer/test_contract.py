@@ -62,6 +62,12 @@ def under_test(request: pytest.FixtureRequest) -> Iterator[UnderTest]:
     yield from request.param()
 
 
+@pytest.fixture(params=[_speko], ids=["speko"])
+def concurrent_under_test(request: pytest.FixtureRequest) -> Iterator[UnderTest]:
+    """The dialers with an event loop of their own (worker.dialer.port.ConcurrentDialer)."""
+    yield from request.param()
+
+
 def _request(n: int = 1) -> DialRequest:
     callback_id = f"cb_{n}"
     return DialRequest(
@@ -99,10 +105,12 @@ def test_dials_from_many_threads_each_get_their_own_answer(under_test: UnderTest
     assert {key: body for key, body in reached} == {r.idempotency_key: r.body for r in requests}
 
 
-def test_dials_submitted_at_once_each_get_their_own_answer(under_test: UnderTest) -> None:
+def test_dials_submitted_at_once_each_get_their_own_answer(
+    concurrent_under_test: UnderTest,
+) -> None:
     # A dialer with its own event loop: a batch's dials are started without a thread each.
-    if not isinstance(under_test.dialer, ConcurrentDialer):
-        pytest.skip("dials one at a time only")
+    under_test = concurrent_under_test
+    assert isinstance(under_test.dialer, ConcurrentDialer)
     requests = [_request(n) for n in range(40)]
     returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
     under_test.dialer.start(requests, lambda i, outcome: returned.put((i, outcome)))
