@@ -20,8 +20,6 @@ from worker.dialer.log import LogDialer
 from worker.dialer.port import ConcurrentDialer, Dialer
 from worker.dialer.speko import SpekoDialer
 from worker.dispatch import Dispatcher
-from worker.pacing.limits import Pacing
-from worker.pacing.windows import Window
 from worker.policy import DispatchPolicy
 from worker.poller import PollLimits
 from worker.retry import RetryPolicy
@@ -79,22 +77,6 @@ def build_dialer(settings: Settings) -> Dialer:
     )
 
 
-def pacing_from_settings(settings: Settings) -> Pacing:
-    return Pacing(
-        window=Window.parse(
-            settings.calling_window_start,
-            settings.calling_window_end,
-            settings.calling_window_days,
-        ),
-        fallback_timezone=settings.calling_fallback_timezone,
-        max_concurrent=settings.max_concurrent_per_org,
-        max_concurrent_per_number=settings.max_concurrent_per_number,
-        max_dials_per_minute=settings.max_dials_per_minute_per_org,
-        rate_limited_pause=timedelta(seconds=settings.rate_limited_pause),
-        rate_limited_scope=settings.rate_limited_scope,
-    )
-
-
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
     longest_dial = settings.dialer_connect_timeout + settings.dialer_read_timeout
     return DispatchPolicy(
@@ -109,7 +91,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         key_rejected_hold=timedelta(seconds=settings.key_rejected_hold),
         lateness=settings.lateness,
         redial_unknown=settings.unknown_outcome_policy == "redial-same-key",
-        pacing=pacing_from_settings(settings),
+        pacing=settings.pacing,
     )
 
 

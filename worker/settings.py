@@ -18,6 +18,7 @@ from worker.datetimes import MAX_LATENESS_SECONDS
 from worker.webhooks.addresses import Allowed
 
 if TYPE_CHECKING:
+    from worker.pacing.limits import Pacing
     from worker.redials import RedialPolicy
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -171,6 +172,25 @@ class Settings(BaseSettings):
 
         parse_intervals(value)
         return value
+
+    @property
+    def pacing(self) -> Pacing:
+        """Every organization's pacing and calling window unless it has its own (one
+        builder for the worker, the CLI and the console)."""
+        from worker.pacing.limits import Pacing
+        from worker.pacing.windows import Window
+
+        return Pacing(
+            window=Window.parse(
+                self.calling_window_start, self.calling_window_end, self.calling_window_days
+            ),
+            fallback_timezone=self.calling_fallback_timezone,
+            max_concurrent=self.max_concurrent_per_org,
+            max_concurrent_per_number=self.max_concurrent_per_number,
+            max_dials_per_minute=self.max_dials_per_minute_per_org,
+            rate_limited_pause=timedelta(seconds=self.rate_limited_pause),
+            rate_limited_scope=self.rate_limited_scope,
+        )
 
     @property
     def redial_defaults(self) -> RedialPolicy:

@@ -14,7 +14,6 @@ from worker.cli.database import DatabaseNotReady
 from worker.db.models import OrgConfig
 from worker.pacing.orgs import describe, set_window, upsert
 from worker.pacing.windows import Window, valid_zone_name
-from worker.runtime import pacing_from_settings
 from worker.settings import load_settings
 
 
@@ -87,7 +86,7 @@ def _run(org: str, change: dict[str, Any] | None, window: Window | None, tz: str
             if change:
                 upsert(session, org, now=now, **change)
             config = session.get(OrgConfig, org)
-            view = describe(config, org, pacing_from_settings(settings))
+            view = describe(config, org, settings.pacing)
     except DatabaseNotReady as exc:
         return fail(str(exc))
     print(json.dumps(view))

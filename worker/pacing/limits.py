@@ -32,7 +32,7 @@ class Pacing:
     """Defaults for every organization (``org_configs`` overrides them). 0 = unlimited.
 
     The bare ``Pacing()`` paces nothing (always open, no caps); the worker's runtime builds
-    its own from the settings (:func:`worker.runtime.pacing_from_settings`: 08:00-21:00,
+    its own from the settings (:attr:`worker.settings.Settings.pacing`: 08:00-21:00,
     caps).
     """
 

@@ -1,4 +1,4 @@
-"""The console's defaults match the worker's; the SVG charts escape what they show."""
+"""The console's defaults are the settings'; the SVG charts escape what they show."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ from datetime import UTC, datetime, timedelta
 
 from worker.api.console.charts import bars
 from worker.api.console.orgs import defaults_from
-from worker.runtime import pacing_from_settings
+from worker.pacing.windows import Window
 from worker.settings import Settings
 
 
-def test_console_defaults_are_the_workers() -> None:
+def test_console_defaults_are_the_settings() -> None:
     settings = Settings(
-        calling_window_start="09:00", calling_window_end="17:30", max_dials_per_minute_per_org=7
+        calling_window_start="09:00",
+        calling_window_end="17:30",
+        max_dials_per_minute_per_org=7,
+        max_concurrent_per_org=3,
+        redial_max=2,
     )
-    assert defaults_from(settings).pacing == pacing_from_settings(settings)
-    assert defaults_from(settings).redials == settings.redial_defaults
+    defaults = defaults_from(settings)
+    assert defaults.pacing.window == Window.parse("09:00", "17:30", settings.calling_window_days)
+    assert defaults.pacing.max_dials_per_minute == 7
+    assert defaults.pacing.max_concurrent == 3
+    assert defaults.redials.max == 2
 
 
 def test_chart_bars_scale_and_escape() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any, cast
 from urllib.parse import quote
 
@@ -14,8 +13,6 @@ from worker.api.console.web import PATH, csrf_valid, current, forbidden, redirec
 from worker.api.deps import Context
 from worker.console import orgs
 from worker.console.orgs import Defaults
-from worker.pacing.limits import Pacing
-from worker.pacing.windows import Window
 from worker.settings import Settings
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
@@ -32,24 +29,8 @@ FIELDS = (
 
 
 def defaults_from(settings: Settings) -> Defaults:
-    """The worker's defaults, as :func:`worker.runtime.pacing_from_settings` builds them
-    (the API may not import the runtime; tests/unit/console checks the two agree)."""
-    return Defaults(
-        Pacing(
-            window=Window.parse(
-                settings.calling_window_start,
-                settings.calling_window_end,
-                settings.calling_window_days,
-            ),
-            fallback_timezone=settings.calling_fallback_timezone,
-            max_concurrent=settings.max_concurrent_per_org,
-            max_concurrent_per_number=settings.max_concurrent_per_number,
-            max_dials_per_minute=settings.max_dials_per_minute_per_org,
-            rate_limited_pause=timedelta(seconds=settings.rate_limited_pause),
-            rate_limited_scope=settings.rate_limited_scope,
-        ),
-        settings.redial_defaults,
-    )
+    """The worker's defaults: what an organization without settings of its own gets."""
+    return Defaults(settings.pacing, settings.redial_defaults)
 
 
 async def form_fields(request: Request) -> FormData:
