@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Any, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
 
-from worker.api.console.web import PATH, csrf_valid, current, forbidden, redirect, render, to_login
+from worker.api.console.web import (
+    PATH,
+    Form,
+    csrf_valid,
+    current,
+    forbidden,
+    redirect,
+    render,
+    to_login,
+)
 from worker.api.deps import Context
 from worker.console import orgs
 from worker.console.orgs import Defaults
@@ -31,13 +39,6 @@ FIELDS = (
 def defaults_from(settings: Settings) -> Defaults:
     """The worker's defaults: what an organization without settings of its own gets."""
     return Defaults(settings.pacing, settings.redial_defaults)
-
-
-async def form_fields(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_fields)]
 
 
 def _defaults(request: Request) -> Defaults:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
@@ -13,20 +12,22 @@ from worker.actions import CallbackNotFound
 from worker.api import reads
 from worker.api.console import charts
 from worker.api.console.filters import BadFilter, parse, when
-from worker.api.console.web import PATH, csrf_valid, current, forbidden, redirect, render, to_login
+from worker.api.console.web import (
+    PATH,
+    Form,
+    csrf_valid,
+    current,
+    forbidden,
+    redirect,
+    render,
+    to_login,
+)
 from worker.api.deps import ApiContext, Context
 from worker.console import audit, bulk, detail, listing, overview
 from worker.console.bulk import Action
 from worker.console.listing import Filters
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
-
-
-async def form_fields(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_fields)]
 
 
 def wiring(ctx: ApiContext) -> bulk.Wiring:

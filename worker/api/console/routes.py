@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.datastructures import FormData
 
 from worker.api.console.web import (
     COOKIE,
     HERE,
     LOGIN_COOKIE,
     PATH,
+    Form,
     current,
     forbidden,
     new_login_token,
@@ -27,13 +25,6 @@ from worker.console import sessions
 router = APIRouter(prefix=PATH, include_in_schema=False)
 STYLESHEET = (HERE / "static" / "console.css").read_bytes()
 SCRIPT = (HERE / "static" / "console.js").read_bytes()
-
-
-async def form_fields(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_fields)]
 
 
 @router.get("/static/console.css")

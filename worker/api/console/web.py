@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,14 @@ from starlette.datastructures import FormData
 from worker.api.deps import ApiContext
 from worker.console import sessions
 from worker.console.sessions import SignedIn
+
+
+async def form_fields(request: Request) -> FormData:
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(form_fields)]
+"""A console form's fields (every form route checks its CSRF token with :func:`csrf_valid`)."""
 
 HERE = Path(__file__).parent
 COOKIE = "callbacks_console"
