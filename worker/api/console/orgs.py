@@ -14,6 +14,7 @@ from worker.api.console.web import (
     csrf_valid,
     current,
     forbidden,
+    not_found,
     redirect,
     render,
     to_login,
@@ -83,14 +84,7 @@ def org_page(request: Request, ctx: Context, org: str) -> Response:
     if who is None:
         return to_login(request)
     if not who.viewer.sees(org):
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            title="Not found",
-            message="No such organization for this key.",
-        )
+        return not_found(request, who, "No such organization for this key.")
     return _page(request, ctx, org, saved=request.query_params.get("saved") == "1")
 
 
@@ -102,14 +96,7 @@ def org_save(request: Request, ctx: Context, org: str, form: Form) -> Response:
     if not csrf_valid(request, who, form):
         return forbidden(request, who)
     if not who.viewer.sees(org) or not org.strip() or len(org) > 128:
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            title="Not found",
-            message="No such organization for this key.",
-        )
+        return not_found(request, who, "No such organization for this key.")
     given = {k: str(form.get(k, "")) for k in FIELDS}
     try:
         values = orgs.parse(given, allow_overnight=form.get("allow_overnight") == "yes")

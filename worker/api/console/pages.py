@@ -18,6 +18,8 @@ from worker.api.console.web import (
     csrf_valid,
     current,
     forbidden,
+    not_done,
+    not_found,
     redirect,
     render,
     to_login,
@@ -139,14 +141,7 @@ def audit_page(request: Request, ctx: Context) -> Response:
     if who is None:
         return to_login(request)
     if not who.viewer.operator:
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            title="Not found",
-            message="The audit is for operator keys.",
-        )
+        return not_found(request, who, "The audit is for operator keys.")
     with ctx.sessions() as session:
         rows = audit.recent(session, limit=200)
         session.expunge_all()
@@ -175,14 +170,7 @@ def one(request: Request, ctx: Context, callback_id: str) -> Response:
                 session.flush()
             session.expunge_all()
     except CallbackNotFound:
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=404,
-            title="Not found",
-            message=f"No callback {callback_id} that this key may see.",
-        )
+        return not_found(request, who, f"No callback {callback_id} that this key may see.")
     return render(
         request,
         "callback.html",
@@ -214,14 +202,7 @@ def act(request: Request, ctx: Context, form: Form) -> Response:
     action = _action(form)
     scope = str(form.get("scope", ""))
     if action is None or scope not in ("one", "selection", "filter"):
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=400,
-            title="Not done",
-            message="Unknown action.",
-        )
+        return not_done(request, who, "Unknown action.")
     scheduled_at = None
     if action == Action.RESCHEDULE:
         raw = str(form.get("scheduled_at", "")).strip()
@@ -230,9 +211,7 @@ def act(request: Request, ctx: Context, form: Form) -> Response:
                 raise BadFilter("scheduled_at: give the new date and time")
             scheduled_at = when("scheduled_at", raw)
         except BadFilter as exc:
-            return render(
-                request, "error.html", who=who, status_code=400, title="Not done", message=str(exc)
-            )
+            return not_done(request, who, str(exc))
     reason = str(form.get("reason", "")).strip() or None
     ids = [str(i) for i in form.getlist("ids")]
     filters = Filters()
@@ -240,18 +219,9 @@ def act(request: Request, ctx: Context, form: Form) -> Response:
         try:
             filters = parse({k: str(v) for k, v in form.items()})
         except BadFilter as exc:
-            return render(
-                request, "error.html", who=who, status_code=400, title="Not done", message=str(exc)
-            )
+            return not_done(request, who, str(exc))
     elif not ids:
-        return render(
-            request,
-            "error.html",
-            who=who,
-            status_code=400,
-            title="Not done",
-            message="Nothing selected: tick the callbacks to act on first.",
-        )
+        return not_done(request, who, "Nothing selected: tick the callbacks to act on first.")
     w = wiring(ctx)
     with ctx.sessions.begin() as session:
         targets = bulk.selected(session, who.viewer, ids) if scope != "filter" else None

@@ -131,6 +131,19 @@ def forbidden(request: Request, who: SignedIn | None) -> HTMLResponse:
     )
 
 
+def not_found(request: Request, who: SignedIn | None, message: str) -> HTMLResponse:
+    return render(
+        request, "error.html", who=who, status_code=404, title="Not found", message=message
+    )
+
+
+def not_done(request: Request, who: SignedIn | None, message: str) -> HTMLResponse:
+    """A request the console refuses as sent (400): nothing was changed."""
+    return render(
+        request, "error.html", who=who, status_code=400, title="Not done", message=message
+    )
+
+
 def set_session_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,
