@@ -28,6 +28,8 @@ import random
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -173,6 +175,7 @@ def load(args: argparse.Namespace) -> None:
                 for label, _, spec in (x.partition(":") for x in args.variant)
             },
         )
+        busy: list[subprocess.Popen[bytes]] = []
         try:
             for server in servers:
                 server.start()
@@ -187,6 +190,12 @@ def load(args: argparse.Namespace) -> None:
                         threads=1,
                         seconds=3,
                     )
+            # Neighbours that want a whole CPU each, as a worker draining on the same host
+            # would: Linux shares the CPU between their threads and the servers'.
+            busy = [
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(args.busy)
+            ]
             for run in range(args.runs):
                 for name, script in paths.items():
                     for server in servers:
@@ -216,6 +225,9 @@ def load(args: argparse.Namespace) -> None:
                     print(f"\n== profile of this tree under {name} ({out})")
                     print(summarize(out, top=20))
         finally:
+            for neighbour in busy:
+                neighbour.kill()
+                neighbour.wait()
             for server in servers:
                 server.stop()
             for server in servers:
@@ -254,6 +266,9 @@ def main() -> None:
         default=[],
         metavar="LABEL:NAME=VALUE ...",
         help="--load: also this tree with extra environment, e.g. '1 proc:WEB_CONCURRENCY=1'",
+    )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="--load: N busy-looping processes beside the servers"
     )
     parser.add_argument("--profile", type=Path, default=None, help="--load: py-spy into DIR")
     args = parser.parse_args()

@@ -72,8 +72,9 @@ def api_redis_url() -> str:
 
 @pytest.fixture
 def api_reads() -> str:
-    """API_READS of the app under test; the read tests run under both (their own fixture)."""
-    return "threads"
+    """API_READS of the app under test: the default; the read tests run under both (their
+    own fixture)."""
+    return str(Settings.model_fields["api_reads"].default)
 
 
 @pytest.fixture
