@@ -144,6 +144,12 @@ def run_failover(
                 while time.time() < first_dial + fault_after:
                     time.sleep(0.05)
                 report.fault_at = time.time() - first_dial
+                if unfinished(sessions, ids) == 0:
+                    # Nothing left for the fault to interrupt: it would measure nothing.
+                    raise SystemExit(
+                        f"the drain of {callbacks} ended before the fault at "
+                        f"{report.fault_at:.1f}s: raise --callbacks or lower --fault-after"
+                    )
                 went_down = time.time()
                 _break(cluster, fault, down)
                 back = time.time()
