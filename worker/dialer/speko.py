@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 KEY_REJECTED_STATUSES = frozenset({401, 403})
 MAX_ERROR_TEXT = 300
+MAX_BODY = 64 * 1024
+"""Bytes of an answer read at most: a VoiceDialResponse or an error is a few hundred. A
+provider that answers more (or a proxy's page) is not read to its end into memory."""
 
 
 class SpekoDialer:
@@ -116,7 +119,18 @@ class SpekoDialer:
                 # a POST: whether to re-send is the dispatch logic's call.
                 allow_redirects=False,
             ) as response:
-                data = await response.read()
+                # The body, like the headers, within the read timeout: a provider trickling
+                # bytes would pass every per-read timeout and hold the dial for ever.
+                async with asyncio.timeout(self._timeout.sock_read):
+                    data, whole = await _read_capped(response)
+                if not whole and 200 <= response.status < 300:
+                    return DialOutcome(
+                        OutcomeKind.UNKNOWN,
+                        f"provider answered {response.status} with a body over {MAX_BODY} "
+                        "bytes, not a VoiceDialResponse; the call may have been placed, so it "
+                        "is not re-dialed",
+                        http_status=response.status,
+                    )
                 return classify(response.status, data, response.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError as exc:
             return _transient(f"could not reach provider (connect timeout): {_short(exc)}")
@@ -131,6 +145,19 @@ class SpekoDialer:
                 f"connection to provider broke: {_short(exc) or type(exc).__name__}",
                 maybe_placed=True,
             )
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """Up to :data:`MAX_BODY` bytes of the body, and whether that was all of it."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY:
+        return await response.read(), True  # the usual answer: one read, as before
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(MAX_BODY):
+        data += chunk
+        if len(data) > MAX_BODY:
+            return bytes(data[:MAX_BODY]), False
+    return bytes(data), True
 
 
 def classify(status: int, data: bytes, retry_after_header: str | None) -> DialOutcome:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.provider import Provider, Reply
 from worker.dialer.port import DialRequest, OutcomeKind
-from worker.dialer.speko import SpekoDialer
+from worker.dialer.speko import MAX_BODY, SpekoDialer
 
 REQUEST = DialRequest(
     "cb_1",
@@ -119,3 +121,80 @@ def test_connections_are_reused_across_dials(provider: Provider, dialer: SpekoDi
         assert outcome.kind is OutcomeKind.PLACED
     assert len(provider.calls) == 20
     assert provider.connections <= 2
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_too_large_is_not_read_to_its_end(
+    provider: Provider, dialer: SpekoDialer, status: int
+) -> None:
+    provider.behaviour = lambda _req: Reply(status, b"x" * (MAX_BODY * 8))
+    outcome = dialer.dial(REQUEST)
+    if status == 200:
+        assert outcome.kind is OutcomeKind.UNKNOWN, "a 2xx may have rung: never re-dialed"
+        assert f"body over {MAX_BODY} bytes" in outcome.cause
+    else:
+        assert outcome.kind is OutcomeKind.TRANSIENT
+        assert outcome.cause.startswith("HTTP 500: xxx")
+
+
+class RawAnswer:
+    """A server on 127.0.0.1 that answers every request with ``head`` and then ``chunks``
+    of a chunked body, ``pause`` seconds apart (a provider that lies about its size, or
+    trickles): what http.server in the stand-in cannot send."""
+
+    def __init__(self, chunks: Iterator[bytes], pause: float) -> None:
+        self.chunks, self.pause = chunks, pause
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            try:
+                for chunk in self.chunks:
+                    if self.stop.wait(self.pause):
+                        return
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                conn.sendall(b"0\r\n\r\n")
+            except OSError:
+                return  # the dialer hung up: what it should do
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def test_a_chunked_answer_without_end_is_cut_at_the_limit() -> None:
+    server = RawAnswer(itertools.repeat(b"y" * 8192), pause=0)
+    d = _dialer(server.url)
+    try:
+        outcome = d.dial(REQUEST)
+    finally:
+        d.close()
+        server.close()
+    assert outcome.kind is OutcomeKind.UNKNOWN
+    assert f"body over {MAX_BODY} bytes" in outcome.cause
+
+
+def test_a_trickled_answer_times_out_as_a_read_timeout() -> None:
+    # A byte every 0.1 s passes a 0.5 s per-read timeout every time; the body as a whole
+    # must still come within it.
+    server = RawAnswer(itertools.repeat(b"{"), pause=0.1)
+    d = _dialer(server.url, read_timeout=0.5)
+    try:
+        outcome = d.dial(REQUEST)
+    finally:
+        d.close()
+        server.close()
+    assert outcome.kind is OutcomeKind.TRANSIENT
+    assert "read timeout" in outcome.cause
+    assert outcome.maybe_placed, "the request was sent: it may have rung"
