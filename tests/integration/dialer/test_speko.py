@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.provider import Provider, Reply
-from worker.dialer.port import DialRequest, OutcomeKind
+from worker.dialer.port import DialOutcome, DialRequest, OutcomeKind
 from worker.dialer.speko import MAX_BODY, SpekoDialer
 
 REQUEST = DialRequest(
@@ -173,14 +173,17 @@ class RawAnswer:
         self.thread.join(timeout=5)
 
 
-def test_a_chunked_answer_without_end_is_cut_at_the_limit() -> None:
-    server = RawAnswer(itertools.repeat(b"y" * 8192), pause=0)
-    d = _dialer(server.url)
+def _dial_raw(server: RawAnswer, read_timeout: float = 2.0) -> DialOutcome:
+    d = _dialer(server.url, read_timeout=read_timeout)
     try:
-        outcome = d.dial(REQUEST)
+        return d.dial(REQUEST)
     finally:
         d.close()
         server.close()
+
+
+def test_a_chunked_answer_without_end_is_cut_at_the_limit() -> None:
+    outcome = _dial_raw(RawAnswer(itertools.repeat(b"y" * 8192), pause=0))
     assert outcome.kind is OutcomeKind.UNKNOWN
     assert f"body over {MAX_BODY} bytes" in outcome.cause
 
@@ -188,13 +191,7 @@ def test_a_chunked_answer_without_end_is_cut_at_the_limit() -> None:
 def test_a_trickled_answer_times_out_as_a_read_timeout() -> None:
     # A byte every 0.1 s passes a 0.5 s per-read timeout every time; the body as a whole
     # must still come within it.
-    server = RawAnswer(itertools.repeat(b"{"), pause=0.1)
-    d = _dialer(server.url, read_timeout=0.5)
-    try:
-        outcome = d.dial(REQUEST)
-    finally:
-        d.close()
-        server.close()
+    outcome = _dial_raw(RawAnswer(itertools.repeat(b"{"), pause=0.1), read_timeout=0.5)
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert "read timeout" in outcome.cause
     assert outcome.maybe_placed, "the request was sent: it may have rung"
