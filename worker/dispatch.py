@@ -25,7 +25,7 @@ from worker.db.models import Callback
 from worker.db.retry import unavailable, while_unavailable
 from worker.dialer.port import ConcurrentDialer, Dialer, DialOutcome, OutcomeKind
 from worker.dialer.request import dial_request
-from worker.lifecycle import may_have_rung
+from worker.lifecycle import Started, may_have_rung
 from worker.outcomes import Result, write_outcome, write_placed
 from worker.pacing.deferral import defer_closed
 from worker.policy import DispatchPolicy
@@ -81,7 +81,7 @@ def dispatch_many(
     """
     ids = list(dict.fromkeys(callback_ids))
 
-    def start() -> tuple[list[Callback], dict[str, Result]]:
+    def start() -> tuple[list[Started], dict[str, Result]]:
         if manual:
             now, lateness = d.clock.now(), d.policy.lateness
             # Asked for now: its expiry restarts from now.
@@ -112,10 +112,10 @@ def dispatch_many(
     return results
 
 
-Dialed = list[tuple[Callback, DialOutcome]]
+Dialed = list[tuple[Started, DialOutcome]]
 
 
-def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
+def _dial_all(d: Dispatcher, started: Sequence[Started]) -> Iterator[Dialed]:
     """Dial every started callback; yield what has returned, as it returns."""
     if isinstance(d.dialer, ConcurrentDialer) and len(started) > 1:
         # Handed to the dialer's own event loop: no thread per dial in flight.
@@ -132,7 +132,7 @@ def _dial_all(d: Dispatcher, started: Sequence[Callback]) -> Iterator[Dialed]:
 
 
 def _started_together(
-    d: Dispatcher, dialer: ConcurrentDialer, started: Sequence[Callback]
+    d: Dispatcher, dialer: ConcurrentDialer, started: Sequence[Started]
 ) -> Iterator[Dialed]:
     returned: SimpleQueue[tuple[int, DialOutcome]] = SimpleQueue()
     began = time.perf_counter()
@@ -170,7 +170,7 @@ def _started_together(
         yield dialed
 
 
-def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:
+def _dial(d: Dispatcher, callback: Started) -> DialOutcome:
     _observe_lag(callback)
     began = time.perf_counter()
     try:
@@ -182,12 +182,12 @@ def _dial(d: Dispatcher, callback: Callback) -> DialOutcome:
     return outcome
 
 
-def _observe_lag(callback: Callback) -> None:
+def _observe_lag(callback: Started) -> None:
     if callback.attempts == 1 and callback.attempted_at is not None:
         metrics.LAG_SECONDS.observe((callback.attempted_at - callback.scheduled_at).total_seconds())
 
 
-def _raised(callback: Callback, exc: Exception) -> DialOutcome:
+def _raised(callback: Started, exc: Exception) -> DialOutcome:
     # A dialer turns every failure into an outcome; if one raises anyway, the request
     # may have gone out, so this attempt is of unknown outcome rather than lost.
     log.error("callback %s: the dialer raised", callback.id, exc_info=exc)
@@ -254,7 +254,7 @@ def record_outcomes(d: Dispatcher, dialed: Dialed, actor: str) -> dict[str, Resu
 
 def start_attempts(
     d: Dispatcher, callback_ids: Sequence[str], actor: str, *, override_window: bool = False
-) -> tuple[list[Callback], dict[str, Result]]:
+) -> tuple[list[Started], dict[str, Result]]:
     """The compare-and-set that makes this worker the only one to dial each attempt.
 
     Committed before the provider is called. It re-checks each row in the same write, so
@@ -326,7 +326,7 @@ def _expire(session: Session, callback_ids: Sequence[str], now: datetime, actor:
     return expired
 
 
-def _record_deadline(d: Dispatcher, callback: Callback) -> datetime:
+def _record_deadline(d: Dispatcher, callback: Started) -> datetime:
     """Until when a worker may keep trying to write this attempt's outcome.
 
     A little before the attempt's lease runs out: the reaper acts only on an expired lease,
@@ -340,7 +340,7 @@ def _record_deadline(d: Dispatcher, callback: Callback) -> datetime:
     return ends - min(timedelta(seconds=5), lease / 10)
 
 
-def record_outcome(d: Dispatcher, callback: Callback, outcome: DialOutcome, actor: str) -> Result:
+def record_outcome(d: Dispatcher, callback: Started, outcome: DialOutcome, actor: str) -> Result:
     """Write what the dial did; the outcome is kept until written or the lease runs out.
 
     While the database is unavailable (a restart, a failover, a stop) the write is retried

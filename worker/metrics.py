@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -54,7 +55,12 @@ PROVIDER_ERRORS = Counter(
 )
 
 
-def observe_claim_waits(started: Iterable[Callback], now: datetime) -> None:
+class _Claimed(Protocol):
+    @property
+    def claimed_at(self) -> datetime | None: ...
+
+
+def observe_claim_waits(started: Iterable[_Claimed], now: datetime) -> None:
     """The wait between claim and attempt start of each attempt just started."""
     for callback in started:
         if callback.claimed_at is not None:

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker import lifecycle
-from worker.db.models import Callback, CallbackEvent
+from worker.db.models import CallbackEvent
 from worker.decisions import Fail, GiveUp, Hold, Pause, Place, Retry, Try, decide, exhausted_cause
 from worker.dialer.port import DialOutcome, OutcomeKind
-from worker.lifecycle import Placed, Reschedule
+from worker.lifecycle import Placed, Reschedule, Started
 from worker.pacing.holds import PROVIDER, set_hold
 from worker.pacing.limits import pause_for_rate_limit
 from worker.policy import DispatchPolicy
@@ -54,13 +54,13 @@ def _detail(outcome: DialOutcome) -> dict[str, object]:
 
 def write_placed(
     session: Session,
-    dialed: Sequence[tuple[Callback, DialOutcome]],
+    dialed: Sequence[tuple[Started, DialOutcome]],
     *,
     now: datetime,
     actor: str,
 ) -> dict[str, Result]:
     """The placed calls of a group, in one write per HTTP status (nearly always one)."""
-    by_status: dict[int | None, list[tuple[Callback, DialOutcome]]] = {}
+    by_status: dict[int | None, list[tuple[Started, DialOutcome]]] = {}
     for callback, outcome in dialed:
         if outcome.kind is OutcomeKind.PLACED:
             by_status.setdefault(outcome.http_status, []).append((callback, outcome))
@@ -84,7 +84,7 @@ def write_placed(
     return results
 
 
-def _resolved_elsewhere(callback: Callback) -> None:
+def _resolved_elsewhere(callback: Started) -> None:
     # Someone (the reaper) already resolved this attempt; or a retry of a write whose
     # first commit did land. Either way the row says what happened.
     log.warning(
@@ -94,7 +94,7 @@ def _resolved_elsewhere(callback: Callback) -> None:
 
 def write_outcome(
     session: Session,
-    callback: Callback,
+    callback: Started,
     outcome: DialOutcome,
     *,
     now: datetime,

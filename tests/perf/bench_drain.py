@@ -322,7 +322,7 @@ def run_drain(
         slept: list[float] = []
         for i in range(runs):
             profile = (
-                profile_dir / f"drain-{int(delay * 1000)}ms.raw"
+                profile_dir / f"drain-{count}-{int(delay * 1000)}ms.raw"
                 if (profile_dir and i == 0)
                 else None
             )

@@ -34,7 +34,7 @@ QUICK = {
     "poll_sizes": [10_000, 300_000],
     "churn": 20_000,
     "polls": 100,
-    "drain": 1_000,
+    "drain": [1_000],
     "lag_seconds": 15,
     "memory_backlog": 5_000,
     "peer_count": 1_000,
@@ -48,7 +48,7 @@ FULL = {
     "poll_sizes": [10_000, 1_000_000, 10_000_000],
     "churn": 100_000,
     "polls": 200,
-    "drain": 20_000,
+    "drain": [20_000],
     "lag_seconds": 60,
     "memory_backlog": 100_000,
     "peer_count": 20_000,
@@ -72,7 +72,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--poll-sizes", type=int, nargs="+")
     parser.add_argument("--churn", type=int, help="drain size for the churn polls (0: skip)")
     parser.add_argument("--polls", type=int, help="empty polls per run")
-    parser.add_argument("--drain", type=int, help="past-due callbacks per drain")
+    parser.add_argument(
+        "--drain", type=int, nargs="+", help="past-due callbacks per drain (one or more sizes)"
+    )
     parser.add_argument("--delays", type=float, nargs="+", default=[0.2, 0.0], help="seconds")
     parser.add_argument("--lag-rate", type=int, default=200, help="callbacks/s coming due")
     parser.add_argument("--lag-seconds", type=int)
@@ -131,17 +133,19 @@ def main() -> None:
         if live:
             with running_stand_in() as stand_in, bench_database() as (url, engine):
                 ours: dict[float, list[bench_drain.DrainRun]] = {}
+                by_count: dict[int, dict[float, list[bench_drain.DrainRun]]] = {}
                 if {"drain", "peers"} & live:
-                    ours = bench_drain.run_drain(
-                        results,
-                        engine,
-                        url,
-                        stand_in,
-                        count=args.drain,
-                        delays=args.delays,
-                        runs=args.runs,
-                        profile_dir=profile_dir,
-                    )
+                    for count in args.drain:
+                        by_count[count] = bench_drain.run_drain(
+                            results,
+                            engine,
+                            url,
+                            stand_in,
+                            count=count,
+                            delays=args.delays,
+                            runs=args.runs,
+                            profile_dir=profile_dir,
+                        )
                 if "lag" in live:
                     bench_drain.run_lag(
                         results,
@@ -171,7 +175,8 @@ def main() -> None:
                         results, engine, url, stand_in, count=args.memory_backlog
                     )
                 if "peers" in live:
-                    if args.peer_count != args.drain:
+                    ours = by_count.get(args.peer_count, {})
+                    if not ours:
                         ours = bench_drain.run_drain(
                             results,
                             engine,

@@ -163,7 +163,12 @@ class Callback(Base):
     @property
     def idempotency_key(self) -> str:
         """Same for every automatic re-attempt of one dispatch; new for a manual retry."""
-        return f"{self.id}.{self.dispatch_round}"
+        return idempotency_key(self.id, self.dispatch_round)
+
+
+def idempotency_key(callback_id: str, dispatch_round: int) -> str:
+    """The provider's Idempotency-Key of an attempt of ``callback_id`` in ``dispatch_round``."""
+    return f"{callback_id}.{dispatch_round}"
 
 
 class CallbackEvent(Base):

@@ -149,25 +149,11 @@ def bulk_transition(session: Session, change: Change) -> list[Moved]:
     return moved
 
 
-def transition_many(
-    session: Session, callback_ids: Sequence[str], change: Change
-) -> list[Callback]:
-    """``transition`` for several callbacks in one write; returns the rows that moved.
-
-    One UPDATE and one history INSERT per attempt number instead of two statements per
-    row: starting the attempts of a dispatch batch (tests/perf).
-    """
-    if not callback_ids:
-        return []
-    rows = list(
-        session.execute(
-            change.update(Callback.id.in_(callback_ids))
-            .returning(Callback)
-            .execution_options(populate_existing=True)
-        ).scalars()
-    )
+def record_moved(session: Session, rows: Sequence[_AttemptedIn], change: Change) -> None:
+    """History and log lines for ``rows`` that a write of the caller's own moved by
+    ``change`` (each row: id, organization_id, attempts): one INSERT and one log line per
+    attempt number (starting a dispatch batch's attempts: one of each, not one per row)."""
     _record_by_attempt(session, rows, change, log_them=True)
-    return rows
 
 
 class RowChange(NamedTuple):
@@ -246,12 +232,15 @@ def _unnest(keys: tuple[str, ...]) -> TableValuedAlias:
 
 
 class _Attempted(Protocol):
-    id: str
-    attempts: int
+    @property
+    def id(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 class _AttemptedIn(_Attempted, Protocol):
-    organization_id: str
+    @property
+    def organization_id(self) -> str: ...
 
 
 def _record_by_attempt(

@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from worker.db.models import Callback, OrgConfig, OrgPacing
+from worker.db.models import OrgConfig, OrgPacing
 from worker.pacing.holds import set_hold
 from worker.pacing.windows import DAY_MINUTES, Window
 
@@ -113,9 +114,20 @@ def pause_wait(retry_after: float | None, pacing: Pacing) -> timedelta:
     return min(max(wait, timedelta(seconds=1)), MAX_PAUSE)
 
 
+class RateLimited(Protocol):
+    """The callback a 429 answered (a :class:`Callback`, or an attempt just started)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def organization_id(self) -> str: ...
+    @property
+    def phone_number_id(self) -> str | None: ...
+
+
 def pause_for_rate_limit(
     session: Session,
-    callback: Callback,
+    callback: RateLimited,
     wait: timedelta,
     *,
     now: datetime,
