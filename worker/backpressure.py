@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, String, and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from worker.db.models import Callback
@@ -38,7 +38,12 @@ class ClaimWindow:
 
 
 def _unstarted() -> ColumnElement[bool]:
-    return and_(Callback.status == Status.DISPATCHING, Callback.attempt_in_flight.is_(False))
+    # The status as a literal, not a bound parameter: only then can PostgreSQL prove the
+    # partial index's predicate (status = 'dispatching') for a plan that must hold for any
+    # value, the generic plan the claim's transaction forces (worker.claims). With a
+    # parameter, that count read the whole table: 18 ms a claim at 100,000 rows (tests/perf).
+    dispatching = literal_column(f"'{Status.DISPATCHING.value}'", String)
+    return and_(Callback.status == dispatching, Callback.attempt_in_flight.is_(False))
 
 
 def waiting(session: Session, *, now: datetime, stale: timedelta) -> int:

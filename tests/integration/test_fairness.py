@@ -7,11 +7,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from freezegun import freeze_time
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import make_callback
+from worker.backpressure import ClaimWindow
 from worker.claims import claim_due
 from worker.clock import SystemClock
 from worker.db.types import UTCDateTime
@@ -96,3 +98,38 @@ def test_poll_cost_with_a_50k_backlog(pg_sessions: sessionmaker[Session]) -> Non
         took = time.perf_counter() - began
     assert len(ids) == 100
     print(f"claim of 100 with {BACKLOG} backlog: {took * 1000:.1f} ms")
+
+
+def test_the_claim_as_it_runs_reads_callbacks_only_through_indexes(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """Every statement of a real claim (the window's count, the pick, the lock, the
+    update), as planned in the claim's transaction (a generic plan): no full scan of
+    callbacks. Planned for any batch size, the pick's rows were once joined by hashing
+    the whole table and the window counted through no index, so a claim's cost grew with
+    the backlog (tests/perf/bench_fairness: ~100 ms a claim at 100,000)."""
+    _backlog(pg_sessions, "org_a", 20_000)
+    window = ClaimWindow(10_000)
+    plans: list[str] = []
+    for n in range(3):
+        with freeze_time(NOW), pg_sessions.begin() as s:
+            connection = s.connection().connection.driver_connection
+            assert isinstance(connection, psycopg.Connection)
+
+            def keep(notice: psycopg.errors.Diagnostic) -> None:
+                plans.append(notice.message_primary or "")
+
+            connection.add_notice_handler(keep)
+            s.execute(text("LOAD 'auto_explain'"))
+            s.execute(text("SET LOCAL auto_explain.log_min_duration = 0"))
+            s.execute(text("SET LOCAL auto_explain.log_nested_statements = on"))
+            s.execute(text("SET LOCAL auto_explain.log_level = notice"))
+            ids = claim_due(s, now=NOW, batch_size=100, lease=timedelta(minutes=5), window=window)
+            connection.remove_notice_handler(keep)
+        assert len(ids) == 100, n
+    claims = [p for p in plans if "FOR UPDATE OF c SKIP LOCKED" in p]
+    counts = [p for p in plans if "attempt_in_flight IS false" in p]
+    assert len(claims) == 3, plans
+    assert len(counts) == 3, plans
+    for plan in claims + counts:
+        assert "Seq Scan on callbacks" not in plan, plan

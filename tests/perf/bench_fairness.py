@@ -24,7 +24,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -69,9 +69,14 @@ class FairRun:
     dispatched_before: int
     """Backlog callbacks already dispatched when the first arrival was created."""
     deepest_queue: int = 0
+    """Most messages seen waiting in the poller's dispatch queue while arrivals came."""
     rate: float = 0.0
     """Callbacks dispatched per second while the arrivals came (all organizations)."""
-    """Most messages seen waiting in the poller's dispatch queue while arrivals came."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """The arrivals' wait split: created -> claimed (the claim's ``now``), claimed ->
+    attempt started, attempt started -> dispatched (seconds, in arrival order)."""
+    window: list[int] = field(default_factory=list)
+    """Claims not yet started, sampled with the queue's depth while arrivals came."""
 
 
 NEW = text(
@@ -101,10 +106,17 @@ def their_head(root: Path) -> str:
 
 
 class QueueDepth:
-    """Samples LLEN of the poller's dispatch queue twice a second, in a thread."""
+    """Samples LLEN of the poller's dispatch queue, and the claims not yet started, twice
+    a second, in a thread."""
 
-    def __init__(self) -> None:
+    UNSTARTED = text(
+        "SELECT count(*) FROM callbacks WHERE status = 'dispatching' AND NOT attempt_in_flight"
+    )
+
+    def __init__(self, engine: Engine) -> None:
         self.deepest = 0
+        self.unstarted: list[int] = []
+        self._engine = engine
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -114,6 +126,8 @@ class QueueDepth:
         try:
             while not self._stop.wait(0.5):
                 self.deepest = max(self.deepest, int(client.llen("callbacks.dispatch")))
+                with self._engine.connect() as conn:
+                    self.unstarted.append(int(conn.execute(self.UNSTARTED).scalar_one()))
         finally:
             client.close()
 
@@ -202,7 +216,7 @@ def fair_run(
             )
             time.sleep(2.0)  # real processes: let the backlog's queue build as it would
             before = _dispatched_count(engine)
-            depth = QueueDepth()
+            depth = QueueDepth(engine)
             began = time.monotonic()
             later = datetime.now(UTC) + timedelta(hours=1)
             # Interleaved, one every `every` seconds: arrivals, then API and Celery dispatches.
@@ -251,7 +265,10 @@ def fair_run(
             procs.stop_all()
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT id, created_at, dispatched_at FROM callbacks WHERE id = ANY(:ids)"),
+            text(
+                "SELECT id, created_at, claimed_at, attempted_at, dispatched_at "
+                "FROM callbacks WHERE id = ANY(:ids)"
+            ),
             {"ids": ids},
         ).all()
     done = {row.id: row for row in rows}
@@ -270,7 +287,17 @@ def fair_run(
         dispatched_before=before,
         deepest_queue=depth.deepest,
         rate=rate,
+        stages={
+            "to claim": [_secs(done[c].claimed_at, done[c].created_at) for c in created],
+            "to start": [_secs(done[c].attempted_at, done[c].claimed_at) for c in created],
+            "to dispatched": [_secs(done[c].dispatched_at, done[c].attempted_at) for c in created],
+        },
+        window=depth.unstarted,
     )
+
+
+def _secs(later: datetime | None, earlier: datetime | None) -> float:
+    return float("nan") if later is None or earlier is None else (later - earlier).total_seconds()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -289,6 +316,13 @@ def _say(run: FairRun) -> None:
         f"dispatch queue up to {run.deepest_queue} messages; drain {run.rate:.0f}/s meanwhile)",
         flush=True,
     )
+    for stage, values in run.stages.items():
+        print(
+            f"     arrivals, {stage}: p50 {statistics.median(values):.2f}s "
+            f"max {max(values):.2f}s  [{' '.join(f'{v:.2f}' for v in values)}]"
+        )
+    if run.window:
+        print(f"     claims not started (every 0.5 s): {run.window}", flush=True)
 
 
 def run_fairness(
