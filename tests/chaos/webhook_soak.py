@@ -19,6 +19,17 @@ invented). Measured per phase: the healthy endpoint's delivery latency (event ti
 written in the transaction of the change, to its first arrival) and the dispatch lateness
 (``dispatched_at - scheduled_at``), p50/p99: the first phase is the baseline of the same run.
 
+``--scenario flaky`` (issue 15's done-when): ONE receiver, down (nothing listening) for
+the first ``--down-for`` seconds (60), then answering 500 to the first arrival of every
+10th event and taking 20 s (past WEBHOOK_TIMEOUT) over the first arrival of every 40th,
+first alone, then beside a second endpoint dead throughout (nothing listens on its
+port). Events written while it is down get their third attempt 5 min after their second
+(the schedule: at once, 5 s, 5 min, 30 min, ...); the soak waits for them. The 500s and
+slow answers fall only on events written after it came up, and only on their first
+arrival: a 500 to a third attempt would push it to the 30-min retry, a second one to the
+2 h one. Latency is reported for all events and for those written once it was up (the
+healthy receiver's); the two phases' figures compare "alone" with "beside a dead one".
+
 It runs on a private PostgreSQL cluster and a private ``redis-server`` (tests.support.faults),
 removed after. Exit status 0 when every check holds.
 """
@@ -46,7 +57,7 @@ from tests.support.processes import Processes, free_port, processes, wait_until
 from tests.support.provider import Behaviour, Provider, Received, Reply
 from tests.support.scenario import worker_env
 from tests.support.supervisor import Supervisor
-from tests.support.webhook_receiver import Hit, Receiver
+from tests.support.webhook_receiver import Answer, Hit, Receiver
 from worker.actions import cancel
 from worker.celery.config import DISPATCH_QUEUE, POLL_QUEUE, WEBHOOK_QUEUE
 from worker.db.engine import make_engine, make_sessions
@@ -71,6 +82,13 @@ class SoakConfig:
     cancel_share: float = 0.05
     kill: bool = True
     timeout: float = 900.0
+    scenario: str = "bad-endpoints"
+    """``bad-endpoints``: a healthy endpoint, then beside down, 500 and 20 s ones;
+    ``flaky``: one receiver down for ``down_for`` s, then flaky, alone then beside a dead
+    endpoint."""
+    down_for: float = 60.0
+    fail_every: int = 10
+    slow_every: int = 40
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -86,6 +104,9 @@ class Phase:
     requests: int = 0
     by_final_status: dict[str, int] = field(default_factory=dict)
     latency: list[float] = field(default_factory=list)
+    up_latency: list[float] = field(default_factory=list)
+    """Events written once the receiver was up (``flaky``): the healthy receiver's latency."""
+    answered: dict[str, int] = field(default_factory=dict)
     lateness: list[float] = field(default_factory=list)
     bad_requests: dict[str, int] = field(default_factory=dict)
     kills: int = 0
@@ -97,7 +118,15 @@ class Phase:
             f"  [{self.name}] healthy endpoint: {self.events} events in {self.requests} requests; "
             f"latency p50 {_pct(self.latency, 0.5):.3f} s, p99 {_pct(self.latency, 0.99):.3f} s, "
             f"max {max(self.latency, default=float('nan')):.3f} s\n"
-            f"  [{self.name}] dispatch lateness p50 {_pct(self.lateness, 0.5):.3f} s, "
+            + (
+                f"  [{self.name}] written once the receiver was up: {len(self.up_latency)} "
+                f"events, latency p50 {_pct(self.up_latency, 0.5):.3f} s, p99 "
+                f"{_pct(self.up_latency, 0.99):.3f} s, max "
+                f"{max(self.up_latency, default=float('nan')):.3f} s; answers {self.answered}\n"
+                if self.answered
+                else ""
+            )
+            + f"  [{self.name}] dispatch lateness p50 {_pct(self.lateness, 0.5):.3f} s, "
             f"p99 {_pct(self.lateness, 0.99):.3f} s; final statuses {self.by_final_status}\n"
             f"  [{self.name}] requests to the bad endpoints {self.bad_requests}; worker SIGKILLs "
             f"{self.kills}; {self.seconds:.0f} s; problems: "
@@ -123,7 +152,12 @@ def run_soak(config: SoakConfig, pg_url: str, broker_url: str, workdir: Path) ->
     engine = make_engine(pg_url, pool_size=2)
     sessions = make_sessions(engine)
     try:
-        for name, bad in (("alone", False), ("beside bad endpoints", True)):
+        names = (
+            ("alone", "beside a dead endpoint")
+            if config.scenario == "flaky"
+            else ("alone", "beside bad endpoints")
+        )
+        for name, bad in zip(names, (False, True), strict=True):
             with engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
             redis.Redis.from_url(broker_url).flushdb()
@@ -143,6 +177,54 @@ def _refuses(numbers: set[str]) -> Behaviour:
     return behaviour
 
 
+class Flaky:
+    """The ``flaky`` scenario's receiver: nothing listens on its port until ``start`` (down);
+    once up, the first arrival of every ``fail_every``-th event written since is answered
+    500 and of every ``slow_every``-th one in 20 s."""
+
+    def __init__(self, config: SoakConfig) -> None:
+        self.config = config
+        self.port = free_port()
+        self.receiver: Receiver | None = None
+        self.up_at = float("inf")
+        self.new_events = 0
+        self.answered = {"500": 0, "20 s": 0}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    @property
+    def hits(self) -> list[Hit]:
+        return list(self.receiver.hits) if self.receiver else []
+
+    def start(self) -> None:
+        self.up_at = time.time()
+        self.receiver = Receiver(port=self.port, behaviour=self.behaviour).start()
+
+    def stop(self) -> None:
+        if self.receiver:
+            self.receiver.stop()
+
+    def behaviour(self, hit: Hit, new: bool) -> tuple[Answer, float] | None:
+        written = _timestamp(json.loads(hit.body)["timestamp"])
+        if not new or written < self.up_at:
+            return None
+        self.new_events += 1  # under the receiver's handler threads: counted roughly
+        n = self.new_events
+        if n % self.config.fail_every == 0:
+            self.answered["500"] += 1
+            return Answer(500), 0.0
+        if n % self.config.slow_every == 1:
+            self.answered["20 s"] += 1
+            return Answer(200), 20.0
+        return None
+
+
+def _timestamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _phase(
     name: str,
     bad: bool,
@@ -155,10 +237,11 @@ def _phase(
     began = time.monotonic()
     phase = Phase(name)
     n = config.callbacks
+    flaky = config.scenario == "flaky"
     numbers = [f"+1201555{i % 10_000:04d}" for i in range(n)]
     failing = {numbers[i] for i in range(n) if i % round(1 / config.fail_share) == 7}
     provider = Provider(_refuses(failing)).start()
-    healthy = Receiver().start()
+    healthy: Receiver | Flaky = Flaky(config) if flaky else Receiver().start()
     broken = Receiver(status=500).start()
     slow = Receiver(delay=20).start()
     down_url = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
@@ -169,7 +252,9 @@ def _phase(
     try:
         with processes(workdir, env) as procs:
             sup = Supervisor(procs)
-            urls = [healthy.url] + ([down_url, broken.url, slow.url] if bad else [])
+            urls = [healthy.url]
+            if bad:
+                urls += [down_url] if flaky else [down_url, broken.url, slow.url]
             secret = ""
             for url in urls:
                 added = procs.run("callbacks", "webhook", "add", "--org", ORG, "--url", url)
@@ -193,16 +278,21 @@ def _phase(
                 for i in range(n)
             ]  # fmt: skip
             (workdir / "callbacks.jsonl").write_text("\n".join(lines) + "\n")
+            down_until = time.monotonic() + config.down_for
             created = procs.run("callbacks", "schedule", "--file", "callbacks.jsonl")
             assert created.returncode == 0, created.stderr.decode()
             _cancel_some(sessions, config, start + timedelta(seconds=config.spread / 2))
             killed = not config.kill
 
             def unique() -> int:
-                return len({h.headers["webhook-id"] for h in list(healthy.hits)})
+                return len({h.headers["webhook-id"] for h in healthy.hits})
 
             def progress() -> bool:
                 nonlocal killed
+                down = isinstance(healthy, Flaky) and healthy.receiver is None
+                if down and time.monotonic() >= down_until:
+                    assert isinstance(healthy, Flaky)
+                    healthy.start()
                 sup.ensure_running()
                 got = unique()
                 if not killed and got >= expected // 2:
@@ -223,8 +313,12 @@ def _phase(
         for receiver in (healthy, broken, slow):
             receiver.stop()
         provider.stop()
-    phase.bad_requests = {"500": len(broken.hits), "20 s": len(slow.hits)}
-    _check(phase, sessions, healthy.hits, secret, expected)
+    if isinstance(healthy, Flaky):
+        phase.answered = dict(healthy.answered)
+    else:
+        phase.bad_requests = {"500": len(broken.hits), "20 s": len(slow.hits)}
+    up_at = healthy.up_at if isinstance(healthy, Flaky) else 0.0
+    _check(phase, sessions, healthy.hits, secret, expected, up_at)
     phase.seconds = time.monotonic() - began
     return phase
 
@@ -252,6 +346,7 @@ def _check(
     hits: list[Hit],
     secret: str,
     expected: int,
+    up_at: float = 0.0,
 ) -> None:
     problems = phase.problems
     with sessions() as s:
@@ -286,6 +381,8 @@ def _check(
         per_callback[cb_id].append((hit.at, stored.sequence, str(body["type"])))
         created = datetime.fromisoformat(str(body["timestamp"]).replace("Z", "+00:00"))
         phase.latency.append(hit.at - created.timestamp())
+        if created.timestamp() >= up_at:
+            phase.up_latency.append(hit.at - created.timestamp())
     finals: dict[str, int] = defaultdict(int)
     for cb_id, cb in callbacks.items():
         finals[str(cb.status)] += 1
@@ -310,9 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-kill", action="store_true")
     p.add_argument("--timeout", type=float, default=d.timeout)
     p.add_argument("--workdir", type=Path, default=None, help="keep process logs here")
+    p.add_argument("--scenario", choices=("bad-endpoints", "flaky"), default=d.scenario)
+    p.add_argument("--down-for", type=float, default=d.down_for)
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     config = SoakConfig(callbacks=a.callbacks, spread=a.spread, kill=not a.no_kill,
-                        timeout=a.timeout)  # fmt: skip
+                        timeout=a.timeout, scenario=a.scenario,
+                        down_for=a.down_for)  # fmt: skip
     from tests.support.databases import sqlalchemy_url
     from tests.support.faults import private_cluster, private_redis
     from worker.db.migrate import upgrade

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,13 +26,28 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+Behaviour = Callable[[Hit, bool], tuple[Answer, float] | None]
+"""Given a request and whether its ``webhook-id`` is new: the answer and the seconds it
+takes, or ``None`` for the receiver's usual one."""
+
+
 class Receiver:
-    def __init__(self, *, fail_every: int = 0, delay: float = 0.0, status: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        fail_every: int = 0,
+        delay: float = 0.0,
+        status: int = 200,
+        port: int = 0,
+        behaviour: Behaviour | None = None,
+    ) -> None:
         """``fail_every``: the first arrival of every n-th new ``webhook-id`` is answered 500
         (its retry 5 s later succeeds); ``delay``: seconds each answer takes (a slow or
         hanging endpoint); ``status``: the answer when no script says otherwise (500: a
-        broken endpoint)."""
+        broken endpoint); ``port``: where to listen (0: any free one); ``behaviour``: an
+        answer per request (see :data:`Behaviour`)."""
         self.status = status
+        self.behaviour = behaviour
         self.hits: list[Hit] = []
         self.script: deque[Answer] = deque()
         self.fail_every = fail_every
@@ -58,11 +74,15 @@ class Receiver:
                     )
                 if receiver.fail_every and new and n % receiver.fail_every == 0:
                     answer = Answer(500)
-                if receiver.delay:
+                delay = receiver.delay
+                chosen = receiver.behaviour(hit, new) if receiver.behaviour else None
+                if chosen is not None:
+                    answer, delay = chosen
+                if delay:
                     with receiver.lock:
                         receiver.in_flight += 1
                         receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
-                    time.sleep(receiver.delay)
+                    time.sleep(delay)
                     with receiver.lock:
                         receiver.in_flight -= 1
                 self.send_response(answer.status)
@@ -74,7 +94,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

@@ -411,12 +411,24 @@ class WebhookDelivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
+        # The claim's ORDER BY, in index order: it stops at the first due one (migration
+        # 0010: 19 ms -> 0.1 ms per claim at 20,000 pending to one endpoint).
         Index(
             "ix_webhook_deliveries_due",
             "endpoint_id",
             "next_attempt_at",
+            "sequence",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        # The deliveries in flight (leased), counted per endpoint at every claim.
+        Index(
+            "ix_webhook_deliveries_leased",
+            "endpoint_id",
+            "leased_until",
+            postgresql_where=text("status = 'pending' AND leased_until IS NOT NULL"),
+            sqlite_where=text("status = 'pending' AND leased_until IS NOT NULL"),
         ),
         Index("ix_webhook_deliveries_order", "endpoint_id", "callback_id", "sequence"),
         Index("ix_webhook_deliveries_org_created", "organization_id", "created_at", "id"),

@@ -90,23 +90,29 @@ def claim_due(
     slots."""
     d = WebhookDelivery
     earlier = aliased(WebhookDelivery)
-    which = select(WebhookEndpoint.id).where(
-        WebhookEndpoint.enabled.is_(True),
-        exists().where(d.endpoint_id == WebhookEndpoint.id, d.status == PENDING),
-    )
-    if endpoint_id is not None:  # a worker that just freed one of this endpoint's slots
-        which = which.where(WebhookEndpoint.id == endpoint_id)
-    endpoints = session.scalars(which).all()
+    endpoints: Sequence[str]
+    own = endpoint_id is not None
+    if endpoint_id is None:
+        endpoints = session.scalars(
+            select(WebhookEndpoint.id).where(
+                WebhookEndpoint.enabled.is_(True),
+                exists().where(d.endpoint_id == WebhookEndpoint.id, d.status == PENDING),
+            )
+        ).all()
+    else:  # a worker that just freed one of this endpoint's slots
+        endpoints = [endpoint_id]
     claimed: list[str] = []
     for endpoint_id in endpoints:
         # One claimer per endpoint at a time, or two sweeps would both see its slots free
         # (measured: 20 attempts at once to a hanging endpoint capped at 4). NO KEY UPDATE
-        # leaves the moves' delivery inserts (a KEY SHARE on the endpoint) unblocked;
-        # an endpoint another claimer holds is skipped, it is being served.
+        # leaves the moves' delivery inserts (a KEY SHARE on the endpoint) unblocked. The
+        # sweep skips an endpoint another claimer holds (it is being served); a worker
+        # claiming its endpoint's next waits its turn: skipping ended its chain, leaving
+        # the slot idle until the next sweep (measured: 0.72 of 4 slots busy).
         mine = session.scalar(
             select(WebhookEndpoint.id)
-            .where(WebhookEndpoint.id == endpoint_id)
-            .with_for_update(skip_locked=True, key_share=True)
+            .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.enabled.is_(True))
+            .with_for_update(skip_locked=not own, key_share=True)
         )
         if mine is None:
             continue
@@ -197,7 +203,10 @@ def record_answer(session: Session, out: Outgoing, answer: Answer, *, now: datet
     status after it. Only the attempt this worker was handed is recorded: a delivery that
     was resolved meanwhile (a redelivered duplicate) is logged and left as it is."""
     delivery = session.get(WebhookDelivery, out.delivery_id, with_for_update=True)
-    endpoint = session.get(WebhookEndpoint, out.endpoint_id, with_for_update={"key_share": True})
+    # The endpoint's row is locked only when this answer changes it (a failure; a success
+    # after failures): a success to a healthy endpoint leaves it free for the sibling
+    # slots' claims (measured: waiting for it was 73 % of a busy slot's time).
+    endpoint = session.get(WebhookEndpoint, out.endpoint_id)
     if delivery is None or endpoint is None:
         return FAILED
     session.add(
@@ -221,8 +230,10 @@ def record_answer(session: Session, out: Outgoing, answer: Answer, *, now: datet
     delivery.updated_at = now
     if status is not None and 200 <= status < 300:
         delivery.status, delivery.next_attempt_at = DELIVERED, None
-        endpoint.failing_since = None
+        if endpoint.failing_since is not None:
+            _lock(session, endpoint).failing_since = None
         return DELIVERED
+    _lock(session, endpoint)
     if endpoint.failing_since is None:
         endpoint.failing_since = now
     if status == 410:
@@ -246,6 +257,12 @@ def record_answer(session: Session, out: Outgoing, answer: Answer, *, now: datet
         wait = RETRY_DELAYS[min(delivery.attempts, MAX_ATTEMPTS - 1) - 1]
     delivery.next_attempt_at = now + wait
     return PENDING
+
+
+def _lock(session: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """``endpoint`` locked (its latest committed values) for this transaction to change."""
+    session.refresh(endpoint, with_for_update={"key_share": True})
+    return endpoint
 
 
 def _disable(endpoint: WebhookEndpoint, reason: str, now: datetime) -> None:

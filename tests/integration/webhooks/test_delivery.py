@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
@@ -20,7 +20,7 @@ from tests.support.webhook_receiver import Answer as Reply
 from tests.support.webhook_receiver import Receiver
 from worker import lifecycle
 from worker.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from worker.webhooks import delivery
+from worker.webhooks import delivery, jobs
 from worker.webhooks.addresses import Allowed, RefusedURL
 from worker.webhooks.delivery import MAX_ATTEMPTS, RETRY_DELAYS, Answer
 from worker.webhooks.endpoints import create_endpoint, rotate_secret
@@ -164,6 +164,56 @@ def test_a_later_event_waits_for_an_earlier_one_still_retrying(
     assert _deliver_due(sessions, now=NOW + timedelta(seconds=5)) == ["delivered"]
     types = [json.loads(h.body)["type"] for h in receiver.hits]
     assert types == ["callback.scheduled", "callback.scheduled", "callback.cancelled"]
+
+
+class _At:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_a_slot_sends_its_endpoints_due_deliveries_in_one_transaction_each(
+    sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
+    with sessions.begin() as session:
+        _endpoint(session, receiver.url)
+        first_cb, second_cb = make_callback(session).id, make_callback(session).id
+        lifecycle.cancel(
+            session, first_cb, organization_id="org_a", now=NOW, actor="t", reason=None
+        )
+    with sessions.begin() as session:
+        (handed,) = delivery.claim_due(session, now=NOW, lease=LEASE, per_endpoint=1)
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    bind = sessions.kw["bind"]
+    event.listen(bind, "commit", committed)
+    try:
+        made = jobs.deliver(sessions, _At(NOW), handed, timeout=5, lease=LEASE, per_endpoint=1)
+    finally:
+        event.remove(bind, "commit", committed)
+    # The task handed one delivery sent all three, each recorded in the transaction that
+    # claims and prepares the next: one transaction per attempt (and one to start).
+    assert made == 3
+    assert len(commits) == 4
+    got = [(json.loads(h.body)["data"]["callback"]["id"], json.loads(h.body)["type"])
+           for h in receiver.hits]  # fmt: skip
+    assert sorted(got) == sorted(
+        [
+            (first_cb, "callback.scheduled"),
+            (first_cb, "callback.cancelled"),
+            (second_cb, "callback.scheduled"),
+        ]
+    )
+    assert got.index((first_cb, "callback.scheduled")) < got.index((first_cb, "callback.cancelled"))
+    with sessions() as session:
+        statuses = session.scalars(select(WebhookDelivery.status)).all()
+        assert statuses == ["delivered"] * 3
+        assert session.scalars(select(WebhookDelivery.leased_until)).all() == [None] * 3
 
 
 def test_a_dead_endpoint_takes_only_its_own_slots(sessions: sessionmaker[Session]) -> None:
