@@ -104,6 +104,24 @@ def test_a_tick_claims_no_more_than_the_window(sessions: sessionmaker[Session]) 
     assert _unstarted(sessions) == 40
 
 
+def test_a_tick_ends_at_its_first_claim_cut_short(sessions: sessionmaker[Session]) -> None:
+    """A tick does not chase the room as workers open it, claim after claim with the `now`
+    it began with: the workers' top-ups (each with a fresh `now`) take that room."""
+    _due(sessions, 200)
+    sizes: list[int] = []
+
+    def publish_and_start_most(ids: Sequence[str]) -> None:
+        # Workers start all but two of each message at once: room shrinks by 2 a claim.
+        sizes.append(len(ids))
+        _start(sessions, list(ids[2:]), NOW)
+
+    poll(sessions, FixedClock(NOW), publish_and_start_most, limits=LIMITS, policy=POLICY)
+    # 17 full claims (room 40 -> 6), then one of 6 cut short by the window: the tick ends
+    # there, instead of claiming 2 more once the workers had started 4 of those 6.
+    assert sizes == [7] * 17 + [6]
+    assert _unstarted(sessions) == 2 * 17 + 2
+
+
 def test_without_a_window_a_tick_claims_up_to_its_cap(sessions: sessionmaker[Session]) -> None:
     _due(sessions, 100)
     limits = PollLimits(batch_size=7, max_per_tick=1_000)

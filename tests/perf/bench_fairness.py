@@ -17,6 +17,8 @@ main before backpressure.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -263,6 +265,10 @@ def fair_run(
                 raise
         finally:
             procs.stop_all()
+            keep = os.environ.get("PERF_FAIR_LOGS")
+            if keep:  # the services' logs, to read after the run (a directory)
+                for name in ("worker", "beat", "api"):
+                    shutil.copy(Path(tmp) / f"{name}.log", Path(keep) / f"{backlog}-{name}.log")
     with engine.connect() as conn:
         rows = conn.execute(
             text(
