@@ -224,6 +224,16 @@ def test_ambiguous_query_is_400_saying_why(
     assert why in r.json()["error"]
 
 
+@pytest.mark.parametrize("query", ["endpoint_id=%00", "callback_id=cb_%00", "event=%00"])
+def test_a_delivery_filter_no_row_can_hold_finds_nothing(
+    client: TestClient, keys: Keys, query: str
+) -> None:
+    # Found by schemathesis: PostgreSQL refused the NUL and the API answered 500.
+    r = client.get(f"/v1/webhook-deliveries?{query}", headers=bearer(keys.a))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deliveries": [], "next_cursor": None}
+
+
 def test_plain_queries_and_unknown_parameters_still_work(
     client: TestClient, keys: Keys, scheduled: str
 ) -> None:
