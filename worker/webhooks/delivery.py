@@ -279,6 +279,8 @@ def redeliver(
 ) -> WebhookDelivery | None:
     """Send a delivery again now (whatever its status), logged as a ``manual`` attempt;
     a failed one gets a full set of attempts again."""
+    if "\x00" in delivery_id:  # no row holds NUL (PostgreSQL refuses it): not found
+        return None
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or (
         organization_id is not None and delivery.organization_id != organization_id

@@ -72,6 +72,8 @@ def get_endpoint(
     session: Session, endpoint_id: str, *, organization_id: str | None
 ) -> WebhookEndpoint | None:
     """The endpoint, if it belongs to ``organization_id`` (``None``: any, the operator's)."""
+    if "\x00" in endpoint_id:  # no row holds NUL (PostgreSQL refuses it): not found
+        return None
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
         return None

@@ -234,6 +234,25 @@ def test_a_delivery_filter_no_row_can_hold_finds_nothing(
     assert r.json() == {"deliveries": [], "next_cursor": None}
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/webhooks/%00"),
+        ("PATCH", "/v1/webhooks/%00"),
+        ("DELETE", "/v1/webhooks/%00"),
+        ("POST", "/v1/webhooks/wh_%00/rotate-secret"),
+        ("POST", "/v1/webhook-deliveries/%00/redeliver"),
+    ],
+)
+def test_a_webhook_id_no_row_can_hold_is_404(
+    client: TestClient, keys: Keys, method: str, path: str
+) -> None:
+    # PostgreSQL refused the NUL and the API answered 500.
+    body: dict[str, object] | None = {} if method in ("PATCH", "POST") else None
+    r = client.request(method, path, headers=bearer(keys.a), json=body)
+    assert r.status_code == 404, r.text
+
+
 def test_plain_queries_and_unknown_parameters_still_work(
     client: TestClient, keys: Keys, scheduled: str
 ) -> None:
